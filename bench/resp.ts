@@ -1,0 +1,136 @@
+/**
+ * Redis-protocol throughput of a ringkv node (memory engine) side by side with a real Redis,
+ * in one run: redis-benchmark -t set,get -n 200000 -c 50 -d 100 at -P 1 and -P 16 against
+ * both, alternating servers for several rounds, then medians and ratios. Machines here are
+ * noisy, so read the ratio, not the absolute figure.
+ *
+ *   npm run bench                     # 3 rounds (default)
+ *   npm run bench -- --rounds 5 --requests 100000
+ *
+ * Needs redis-benchmark (Debian: apt-get install redis-tools); the Redis peer needs
+ * redis-server (apt-get install redis-server) and is skipped, with a note, when missing.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createConnection } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { freePort } from '../test/helpers/ringkv-process.js';
+
+const { values: args } = parseArgs({
+  options: {
+    rounds: { type: 'string', default: '3' },
+    requests: { type: 'string', default: '200000' },
+    clients: { type: 'string', default: '50' },
+    'value-bytes': { type: 'string', default: '100' },
+  },
+});
+const rounds = Number(args.rounds);
+const requests = Number(args.requests);
+const clients = Number(args.clients);
+const valueBytes = Number(args['value-bytes']);
+const pipelines = [1, 16];
+const tests = ['SET', 'GET'] as const;
+
+function has(command: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${command}`]).status === 0;
+}
+
+async function waitForPort(port: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const open = await new Promise<boolean>((resolve) => {
+      const socket = createConnection({ host: '127.0.0.1', port }, () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+    if (open) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`nothing listens on 127.0.0.1:${port} after ${timeoutMs} ms`);
+}
+
+/** Runs redis-benchmark once; returns ops/s per test. */
+function redisBenchmark(port: number, pipeline: number): Record<string, number> {
+  const result = spawnSync('redis-benchmark', [
+    '-h', '127.0.0.1', '-p', String(port), '-t', 'set,get', '-n', String(requests), '-c', String(clients),
+    '-P', String(pipeline), '-d', String(valueBytes), '-q', '--csv',
+  ], { encoding: 'utf8', timeout: 300_000 });
+  if (result.status !== 0) throw new Error(`redis-benchmark failed: ${result.stderr}`);
+  const rates: Record<string, number> = {};
+  for (const line of result.stdout.split('\n')) {
+    const match = /^"(SET|GET)","([0-9.]+)"/.exec(line);
+    if (match !== null) rates[match[1] as string] = Number(match[2]);
+  }
+  return rates;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? (sorted[middle] as number) : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
+}
+
+async function main(): Promise<void> {
+  if (!has('redis-benchmark')) {
+    console.error('redis-benchmark is not installed. On Debian/Ubuntu: apt-get install redis-tools (and redis-server for the side-by-side peer).');
+    process.exit(2);
+  }
+  const children: ChildProcess[] = [];
+  const dataDir = mkdtempSync(join(tmpdir(), 'ringkv-bench-'));
+  const stopAll = (): void => {
+    for (const child of children) child.kill('SIGTERM');
+    rmSync(dataDir, { recursive: true, force: true });
+  };
+  process.on('exit', stopAll);
+  const servers: { name: string; port: number }[] = [];
+
+  const ringkvPort = await freePort();
+  children.push(spawn(process.execPath, [
+    'dist/cli/main.js', 'start', '--data-dir', dataDir, '--resp-port', String(ringkvPort),
+    '--http-port', String(await freePort()), '--log-level', 'warn', '--log-format', 'json',
+  ], { stdio: ['ignore', 'inherit', 'inherit'] }));
+  await waitForPort(ringkvPort, 20_000);
+  servers.push({ name: 'ringkv', port: ringkvPort });
+
+  if (has('redis-server')) {
+    const redisPort = await freePort();
+    children.push(spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' }));
+    await waitForPort(redisPort, 10_000);
+    servers.push({ name: 'redis', port: redisPort });
+  } else {
+    console.log('redis-server is not installed (apt-get install redis-server): measuring ringkv alone, no ratio.');
+  }
+
+  const samples = new Map<string, number[]>();
+  const key = (server: string, pipeline: number, test: string): string => `${server} P${pipeline} ${test}`;
+  for (const server of servers) redisBenchmark(server.port, 16); // warm-up: JIT, allocations
+  for (let round = 1; round <= rounds; round++) {
+    for (const pipeline of pipelines) {
+      for (const server of round % 2 === 1 ? servers : [...servers].reverse()) {
+        const rates = redisBenchmark(server.port, pipeline);
+        for (const test of tests) samples.set(key(server.name, pipeline, test), [...(samples.get(key(server.name, pipeline, test)) ?? []), rates[test] ?? 0]);
+        console.log(`round ${round}/${rounds} -P ${pipeline} ${server.name}: SET ${rates['SET']} GET ${rates['GET']} ops/s`);
+      }
+    }
+  }
+
+  console.log(`\nredis-benchmark -t set,get -n ${requests} -c ${clients} -d ${valueBytes}; median of ${rounds} rounds (ops/s)\n`);
+  console.log('| pipeline | test | ringkv | redis | ringkv / redis |');
+  console.log('|---|---|---|---|---|');
+  for (const pipeline of pipelines) {
+    for (const test of tests) {
+      const ours = median(samples.get(key('ringkv', pipeline, test)) ?? [0]);
+      const theirs = samples.has(key('redis', pipeline, test)) ? median(samples.get(key('redis', pipeline, test)) ?? [0]) : undefined;
+      const ratio = theirs === undefined ? 'n/a' : `${((100 * ours) / theirs).toFixed(0)}%`;
+      console.log(`| -P ${pipeline} | ${test} | ${Math.round(ours)} | ${theirs === undefined ? 'n/a' : Math.round(theirs)} | ${ratio} |`);
+    }
+  }
+  stopAll();
+  process.exit(0);
+}
+
+await main();

@@ -1,0 +1,17 @@
+/**
+ * Assertions stay on in production (TigerBeetle style): they guard arguments, results and
+ * invariants, and a failed one is a bug, never an expected condition. Expected failures are
+ * typed results with codes from errors.ts.
+ */
+export class AssertionError extends Error {
+  override readonly name = 'AssertionError';
+}
+
+export function assert(condition: unknown, message: string): asserts condition {
+  if (!condition) throw new AssertionError(message);
+}
+
+/** Marks a branch that the type system proves unreachable. */
+export function unreachable(value: never, message = 'unreachable'): never {
+  throw new AssertionError(`${message}: ${String(value)}`);
+}

@@ -1,0 +1,110 @@
+import { z } from 'zod';
+import { ErrorCode, failure, success, type Result } from '../core/errors.js';
+
+/**
+ * Every setting of a node, declared once: its flag, environment variable, type, default and
+ * documentation. The CLI, the validation and the configuration table in the README all come
+ * from this list (riak_core's schema files, STYLE.md rule 11). Sources, strongest first:
+ * command-line flag, environment variable, config file (JSON, `--config`), default.
+ */
+interface OptionSpec<T extends z.ZodType> {
+  readonly flag: string;
+  readonly schema: T;
+  readonly default: z.output<T> | undefined;
+  readonly doc: string;
+}
+
+function option<T extends z.ZodType>(flag: string, schema: T, defaultValue: z.output<T> | undefined, doc: string): OptionSpec<T> {
+  return { flag, schema, default: defaultValue, doc };
+}
+
+const port = z.coerce.number().int().min(1).max(65535);
+const positiveInt = z.coerce.number().int().min(1);
+const nodeIdPattern = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+
+export const configOptions = {
+  dataDir: option('data-dir', z.string().min(1), './data', 'Directory for this node\'s files (node id; later the commit log and SSTables).'),
+  nodeId: option('node-id', z.string().regex(nodeIdPattern, 'must be 1-64 characters of [A-Za-z0-9_.-], starting with a letter or digit'), undefined,
+    'Name of this node. Default: generated on first start and kept in `<data-dir>/node-id`.'),
+  host: option('host', z.string().min(1), '127.0.0.1', 'Address the HTTP, RESP and peer listeners bind to.'),
+  httpPort: option('http-port', port, 8098, 'Port of the HTTP/JSON API.'),
+  respPort: option('resp-port', port, 6380, 'Port of the Redis protocol (RESP2/RESP3) listener.'),
+  peerPort: option('peer-port', port, 7800, 'Port for node-to-node traffic (unused until the cluster exists).'),
+  engine: option('engine', z.enum(['memory']), 'memory', 'Storage engine. `memory` keeps data in process memory only: it is lost when the node stops (the durable `lsm` engine comes next).'),
+  defaultNamespace: option('default-namespace', z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 characters of [A-Za-z0-9_.-]'), 'default',
+    'Namespace used by Redis clients until they pick another with `SELECT <name>`.'),
+  keyBytesMax: option('key-bytes-max', positiveInt.max(64 * 1024), 1024, 'Largest key accepted, in bytes.'),
+  valueBytesMax: option('value-bytes-max', positiveInt.max(512 * 1024 * 1024), 1024 * 1024, 'Largest value accepted, in bytes.'),
+  siblingsMax: option('siblings-max', positiveInt.max(10_000), 100, 'A write that would leave a key with more siblings fails with TOO_MANY_SIBLINGS (as Riak\'s limit of 100).'),
+  respConnectionsMax: option('resp-connections-max', positiveInt, 10_000, 'Redis-protocol connections accepted at once; more are refused with an error.'),
+  shutdownTimeoutMs: option('shutdown-timeout-ms', positiveInt, 10_000, 'On SIGINT/SIGTERM, how long in-flight requests may take before connections are closed.'),
+  restartsMax: option('restarts-max', z.coerce.number().int().min(0), 5, 'A service restarted more often than this within `restart-window-ms` shuts the node down.'),
+  restartWindowMs: option('restart-window-ms', positiveInt, 60_000, 'The window of `restarts-max`.'),
+  restartBackoffMs: option('restart-backoff-ms', positiveInt, 100, 'First delay before a failed service is restarted; doubles on each restart, up to 30 s.'),
+  logLevel: option('log-level', z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']), 'info', 'Log level.'),
+  logFormat: option('log-format', z.enum(['auto', 'json', 'pretty']), 'auto', 'Log format: JSON lines, human-readable, or `auto` (readable on a terminal, JSON otherwise).'),
+} as const;
+
+export type ConfigKey = keyof typeof configOptions;
+type OptionOutput<K extends ConfigKey> = z.output<(typeof configOptions)[K]['schema']>;
+export type Config = { readonly [K in Exclude<ConfigKey, 'nodeId'>]: OptionOutput<K> } & { readonly nodeId: string | undefined };
+
+/** RINGKV_ + the flag in upper snake case: --http-port is RINGKV_HTTP_PORT. */
+export function environmentVariable(key: ConfigKey): string {
+  return `RINGKV_${configOptions[key].flag.toUpperCase().replaceAll('-', '_')}`;
+}
+
+export interface ConfigSources {
+  /** Flags given on the command line, by config key. */
+  readonly flags: Partial<Record<ConfigKey, unknown>>;
+  readonly environment: Readonly<Record<string, string | undefined>>;
+  /** The parsed config file, keyed by config key (camelCase) or flag name (kebab-case). */
+  readonly file: Readonly<Record<string, unknown>> | undefined;
+}
+
+/** Merges the sources and validates every option; the first invalid one is named in the error. */
+export function resolveConfig(sources: ConfigSources): Result<Config> {
+  const fileValues = normalizeFileKeys(sources.file ?? {});
+  if (!fileValues.ok) return fileValues;
+  const resolved: Record<string, unknown> = {};
+  for (const key of Object.keys(configOptions) as ConfigKey[]) {
+    const spec: OptionSpec<z.ZodType> = configOptions[key];
+    const fromEnvironment = sources.environment[environmentVariable(key)];
+    const [raw, origin] =
+      sources.flags[key] !== undefined ? [sources.flags[key], `--${spec.flag}`]
+        : fromEnvironment !== undefined ? [fromEnvironment, environmentVariable(key)]
+          : fileValues.value[key] !== undefined ? [fileValues.value[key], `config file option "${key}"`]
+            : [spec.default, `default of --${spec.flag}`];
+    if (raw === undefined) continue;
+    const parsed = spec.schema.safeParse(raw);
+    if (!parsed.success) {
+      const reason = parsed.error.issues[0]?.message ?? 'invalid';
+      return failure(ErrorCode.configInvalid, `invalid ${origin}: ${reason} (got ${JSON.stringify(raw)})`);
+    }
+    resolved[key] = parsed.data;
+  }
+  return success({ nodeId: undefined, ...resolved } as Config);
+}
+
+function normalizeFileKeys(file: Readonly<Record<string, unknown>>): Result<Partial<Record<ConfigKey, unknown>>> {
+  const byFlag = new Map<string, ConfigKey>();
+  for (const key of Object.keys(configOptions) as ConfigKey[]) byFlag.set(configOptions[key].flag, key);
+  const values: Partial<Record<ConfigKey, unknown>> = {};
+  for (const [name, value] of Object.entries(file)) {
+    const key = name in configOptions ? (name as ConfigKey) : byFlag.get(name);
+    if (key === undefined) return failure(ErrorCode.configInvalid, `invalid config file: unknown option "${name}"`);
+    values[key] = value;
+  }
+  return success(values);
+}
+
+/** The configuration table of the README, generated from the schema. */
+export function configurationTable(): string {
+  const rows = ['| flag | environment | default | meaning |', '|---|---|---|---|'];
+  for (const key of Object.keys(configOptions) as ConfigKey[]) {
+    const spec: OptionSpec<z.ZodType> = configOptions[key];
+    const defaultText = spec.default === undefined ? '(generated)' : `\`${String(spec.default)}\``;
+    rows.push(`| \`--${spec.flag}\` | \`${environmentVariable(key)}\` | ${defaultText} | ${spec.doc} |`);
+  }
+  return rows.join('\n');
+}

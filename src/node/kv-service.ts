@@ -1,0 +1,241 @@
+import { assert } from '../core/assert.js';
+import { clientWrite, join, overwrite, update, values, type VersionVector } from '../core/dvv.js';
+import { ErrorCode, failure, success, type Failure, type Result } from '../core/errors.js';
+import type { Engine, MaybePromise } from '../storage/engine.js';
+import type { Clock } from '../world/clock.js';
+import { decodeContext, decodeObject, encodeContext, encodeObject, type Sibling, type StoredObject } from './stored-object.js';
+import { namespaceRange, storageKey, userKey } from './storage-key.js';
+
+export interface KvLimits {
+  readonly keyBytesMax: number;
+  readonly valueBytesMax: number;
+  readonly siblingsMax: number;
+}
+
+export interface ReadResult {
+  /** Live siblings (tombstones left out); one when there is no conflict. */
+  readonly siblings: readonly Sibling[];
+  /** Opaque causal context to send back with the next write to this key (encoded on demand). */
+  readonly context: string;
+}
+
+export interface WriteOptions {
+  /**
+   * The context of the read this write is based on. Absent: a blind write, kept beside whatever
+   * is stored as a sibling. 'current': supersede everything stored now (Redis SET semantics).
+   */
+  readonly context?: string | 'current';
+  readonly contentType?: string;
+  /** Only write when the key has no live value (Redis SET NX). */
+  readonly onlyIfAbsent?: boolean;
+  /** Only write when the key has a live value (Redis SET XX). */
+  readonly onlyIfPresent?: boolean;
+}
+
+export interface WriteOutcome {
+  /** False when a condition (onlyIfAbsent, onlyIfPresent, a delete of nothing) left the key as it was. */
+  readonly written: boolean;
+  /** Whether the key had a live value before this operation. */
+  readonly previouslyPresent: boolean;
+  /** The context of the stored object after the operation (encoded on demand). */
+  readonly context: string;
+}
+
+const namespacePattern = /^[A-Za-z0-9_.-]{1,64}$/;
+const validNamespacesMax = 4096;
+
+/**
+ * The versioned key-value store of one node: reads and writes of (namespace, key) with causal
+ * versions and siblings (DVV sets, src/core/dvv.ts) on top of an Engine. Each key's
+ * read-modify-write is serialized: when the engine answers synchronously the whole update runs
+ * without yielding; when it does not, later operations on that key wait for it.
+ */
+export class KvService {
+  private readonly inFlight = new Map<string, Promise<unknown>>();
+  /** Namespaces already checked against the pattern; bounded, as clients choose the names. */
+  private readonly validNamespaces = new Set<string>();
+  private attached: Engine | undefined;
+
+  constructor(
+    engine: Engine | undefined,
+    private readonly options: { readonly actor: string; readonly clock: Clock; readonly limits: KvLimits },
+  ) {
+    assert(options.actor.length > 0, 'actor (node id) must not be empty');
+    this.attached = engine;
+  }
+
+  /** Serves from `engine` (after the engine service started or restarted). */
+  attach(engine: Engine): void {
+    this.attached = engine;
+  }
+
+  /** Stops serving: until the next attach every operation fails with UNAVAILABLE. */
+  detach(): void {
+    this.attached = undefined;
+  }
+
+  private get engine(): Engine {
+    assert(this.attached !== undefined, 'engine used while detached');
+    return this.attached;
+  }
+
+  get(namespace: string, key: Uint8Array): MaybePromise<Result<ReadResult | undefined>> {
+    const invalid = this.validate(namespace, key, undefined);
+    if (invalid !== undefined) return invalid;
+    const engineKey = storageKey(namespace, key);
+    return this.serialized(engineKey, () => then(this.engine.get(engineKey), (bytes) => success(readResult(bytes))));
+  }
+
+  put(namespace: string, key: Uint8Array, value: Uint8Array, options: WriteOptions = {}): MaybePromise<Result<WriteOutcome>> {
+    const invalid = this.validate(namespace, key, value);
+    if (invalid !== undefined) return invalid;
+    const sibling: Sibling = { value, writtenAtMs: this.options.clock.wallMs(), contentType: options.contentType ?? '' };
+    return this.write(storageKey(namespace, key), sibling, options);
+  }
+
+  /**
+   * Writes a versioned tombstone that supersedes what `options.context` saw ('current': all of
+   * it). A key without a live value is left alone (`written: false`).
+   */
+  delete(namespace: string, key: Uint8Array, options: Pick<WriteOptions, 'context'> = {}): MaybePromise<Result<WriteOutcome>> {
+    const invalid = this.validate(namespace, key, undefined);
+    if (invalid !== undefined) return invalid;
+    const tombstone: Sibling = { value: null, writtenAtMs: this.options.clock.wallMs(), contentType: '' };
+    return this.write(storageKey(namespace, key), tombstone, options);
+  }
+
+  /** Keys of a namespace that have a live value, in key order, from `after` (exclusive). */
+  async keys(namespace: string, options: { readonly limit: number; readonly after?: Uint8Array }): Promise<Result<Uint8Array[]>> {
+    assert(Number.isInteger(options.limit) && options.limit >= 1, 'keys: limit must be a positive integer');
+    if (this.attached === undefined) return failure(ErrorCode.unavailable, 'the storage engine is not running');
+    if (!namespacePattern.test(namespace)) return namespaceFailure(namespace);
+    const range = namespaceRange(namespace);
+    const gte = options.after === undefined ? range.gte : Buffer.concat([storageKey(namespace, options.after), Buffer.of(0)]);
+    const found: Uint8Array[] = [];
+    for await (const entry of this.engine.scan({ gte, lt: range.lt })) {
+      if (readResult(entry.value) === undefined) continue;
+      found.push(userKey(entry.key));
+      if (found.length >= options.limit) break;
+    }
+    return success(found);
+  }
+
+  private write(engineKey: Buffer, sibling: Sibling, options: WriteOptions): MaybePromise<Result<WriteOutcome>> {
+    let context: VersionVector | 'current' | undefined;
+    if (options.context === 'current' || options.context === undefined) context = options.context;
+    else {
+      const decoded = decodeContext(options.context);
+      if (!decoded.ok) return decoded;
+      context = decoded.value;
+    }
+    return this.serialized(engineKey, () =>
+      then(this.engine.get(engineKey), (bytes) => this.applyWrite(engineKey, bytes, sibling, context, options)),
+    );
+  }
+
+  private applyWrite(
+    engineKey: Buffer,
+    storedBytes: Uint8Array | undefined,
+    sibling: Sibling,
+    context: VersionVector | 'current' | undefined,
+    options: WriteOptions,
+  ): MaybePromise<Result<WriteOutcome>> {
+    const stored = storedBytes === undefined ? undefined : decodeObject(storedBytes);
+    const present = stored !== undefined && values(stored).some((existing) => existing.value !== null);
+    const skip =
+      (options.onlyIfAbsent === true && present) ||
+      (options.onlyIfPresent === true && !present) ||
+      // Deleting what is not there leaves nothing to supersede (a cluster replica will still
+      // record the tombstone: another replica may hold the value).
+      (sibling.value === null && !present);
+    if (skip) return success(new Outcome(false, present, stored));
+    const next =
+      context === 'current'
+        ? overwrite(stored, this.options.actor, sibling)
+        : update(clientWrite(sibling, context ?? []), this.options.actor, stored);
+    // Live siblings count: a reader never sees tombstones, so it could not resolve them.
+    // An overwrite leaves exactly its own value.
+    const siblingCount = context === 'current' ? 1 : values(next).filter((candidate) => candidate.value !== null).length;
+    if (siblingCount > this.options.limits.siblingsMax) {
+      return failure(ErrorCode.tooManySiblings, `the write would leave ${siblingCount} siblings (limit ${this.options.limits.siblingsMax}); read the key and write back with its context`);
+    }
+    const outcome = success(new Outcome(true, present, next));
+    return then(this.engine.put(engineKey, encodeObject(next)), () => outcome);
+  }
+
+  /** Runs `operation` after any unfinished operation on the same key. */
+  private serialized<T>(engineKey: Buffer, operation: () => MaybePromise<T>): MaybePromise<T> {
+    if (this.inFlight.size === 0) return this.track(engineKey, operation());
+    const lockKey = engineKey.toString('latin1');
+    const ahead = this.inFlight.get(lockKey);
+    if (ahead === undefined) return this.track(engineKey, operation(), lockKey);
+    return this.track(engineKey, ahead.then(operation, operation), lockKey);
+  }
+
+  private track<T>(engineKey: Buffer, result: MaybePromise<T>, lockKey = engineKey.toString('latin1')): MaybePromise<T> {
+    if (!(result instanceof Promise)) return result;
+    this.inFlight.set(lockKey, result);
+    const release = (): void => {
+      if (this.inFlight.get(lockKey) === result) this.inFlight.delete(lockKey);
+    };
+    result.then(release, release);
+    return result;
+  }
+
+  private validate(namespace: string, key: Uint8Array, value: Uint8Array | undefined): Failure | undefined {
+    if (this.attached === undefined) return failure(ErrorCode.unavailable, 'the storage engine is not running (starting, restarting or shutting down)');
+    if (!this.validNamespaces.has(namespace)) {
+      if (!namespacePattern.test(namespace)) return namespaceFailure(namespace);
+      if (this.validNamespaces.size >= validNamespacesMax) this.validNamespaces.clear();
+      this.validNamespaces.add(namespace);
+    }
+    if (key.length === 0) return failure(ErrorCode.keyInvalid, 'the key must not be empty');
+    const { keyBytesMax, valueBytesMax } = this.options.limits;
+    if (key.length > keyBytesMax) return failure(ErrorCode.keyTooLarge, `the key is ${key.length} bytes; the limit is ${keyBytesMax}`);
+    if (value !== undefined && value.length > valueBytesMax) {
+      return failure(ErrorCode.valueTooLarge, `the value is ${value.length} bytes; the limit is ${valueBytesMax}`);
+    }
+    return undefined;
+  }
+}
+
+function namespaceFailure(namespace: string): Failure {
+  return failure(ErrorCode.namespaceInvalid, `namespace ${JSON.stringify(namespace.slice(0, 80))} must be 1-64 characters of [A-Za-z0-9_.-]`);
+}
+
+/** Contexts are encoded only when asked for: a Redis GET or SET never needs one. */
+class Read implements ReadResult {
+  constructor(
+    readonly siblings: readonly Sibling[],
+    private readonly object: StoredObject,
+  ) {}
+
+  get context(): string {
+    return encodeContext(join(this.object));
+  }
+}
+
+class Outcome implements WriteOutcome {
+  constructor(
+    readonly written: boolean,
+    readonly previouslyPresent: boolean,
+    private readonly object: StoredObject | undefined,
+  ) {}
+
+  get context(): string {
+    return encodeContext(this.object === undefined ? [] : join(this.object));
+  }
+}
+
+function readResult(bytes: Uint8Array | undefined): ReadResult | undefined {
+  if (bytes === undefined) return undefined;
+  const object: StoredObject = decodeObject(bytes);
+  const live = values(object).filter((sibling) => sibling.value !== null);
+  if (live.length === 0) return undefined;
+  return new Read(live, object);
+}
+
+/** Applies `next` to a value that may or may not be a Promise, staying synchronous when it is not. */
+export function then<T, U>(value: MaybePromise<T>, next: (resolved: T) => MaybePromise<U>): MaybePromise<U> {
+  return value instanceof Promise ? value.then(next) : next(value);
+}

@@ -1,0 +1,174 @@
+import { HttpServer } from '../api/http-server.js';
+import type { NodeInfo } from '../api/resp-commands.js';
+import { RespServer } from '../api/resp-server.js';
+import { assert } from '../core/assert.js';
+import { RingkvError } from '../core/errors.js';
+import type { Random } from '../core/random.js';
+import type { Engine, EngineStats } from '../storage/engine.js';
+import { MemoryEngine } from '../storage/memory-engine.js';
+import type { Clock } from '../world/clock.js';
+import type { FileSystem } from '../world/file-system.js';
+import type { Config } from './config.js';
+import { KvService } from './kv-service.js';
+import type { Logger } from './logger.js';
+import { resolveNodeId } from './node-identity.js';
+import { Supervisor, type EscalationReason, type Service } from './supervisor.js';
+import { ringkvVersion } from './version.js';
+
+/** The world a node runs in: real for `ringkv start`, simulated later (src/sim/). */
+export interface NodeWorld {
+  readonly clock: Clock;
+  readonly random: Random;
+  readonly fs: FileSystem;
+  readonly logger: Logger;
+}
+
+/** Longest restart delay of a failing service. */
+const restartBackoffMaxMs = 30_000;
+
+/**
+ * One ringkv node: the storage engine, the versioned key-value service and the client-facing
+ * servers, each a service under an OTP-style supervisor (one-for-one: a failed service is
+ * restarted alone; too many restarts in a window shut the node down).
+ */
+export class RingkvNode {
+  private readonly startedAtMs: number;
+  private engine: Engine | undefined;
+  private stopping: Promise<void> | undefined;
+  /** Made anew by each start of the http service (a server is started once). */
+  private httpServer: HttpServer | undefined;
+  readonly resp: RespServer;
+  private readonly supervisor: Supervisor;
+
+  private constructor(
+    readonly config: Config,
+    readonly nodeId: string,
+    private readonly world: NodeWorld,
+    readonly kv: KvService,
+    onEscalate: (reason: EscalationReason) => void,
+  ) {
+    this.startedAtMs = world.clock.nowMs();
+    this.supervisor = new Supervisor({
+      strategy: 'one-for-one',
+      restartsMax: config.restartsMax,
+      restartWindowMs: config.restartWindowMs,
+      backoffInitialMs: config.restartBackoffMs,
+      backoffMaxMs: Math.max(config.restartBackoffMs, restartBackoffMaxMs),
+      clock: world.clock,
+      logger: world.logger,
+      onEscalate,
+    });
+    const logger = world.logger;
+    this.resp = new RespServer({
+      host: config.host,
+      port: config.respPort,
+      connectionsMax: config.respConnectionsMax,
+      parserLimits: {
+        // The largest bulk is a value; keys over their own limit get a clear error from the store.
+        bulkBytesMax: Math.max(config.valueBytesMax, config.keyBytesMax),
+        argumentsMax: 1024 * 1024,
+        inlineBytesMax: 64 * 1024,
+      },
+      defaultNamespace: config.defaultNamespace,
+      commands: { kv, node: this.nodeInfo(), defaultNamespace: config.defaultNamespace },
+      logger,
+    });
+  }
+
+  /** The HTTP server of the running incarnation of the http service. */
+  get http(): HttpServer {
+    assert(this.httpServer !== undefined, 'the http service is not running');
+    return this.httpServer;
+  }
+
+  private async startHttp(): Promise<void> {
+    this.httpServer = new HttpServer({
+      host: this.config.host,
+      port: this.config.httpPort,
+      kv: this.kv,
+      logger: this.world.logger,
+      clock: this.world.clock,
+      valueBytesMax: this.config.valueBytesMax,
+      isReady: () => this.stopping === undefined && this.supervisor.status().every((child) => child.state === 'running'),
+      status: () => this.status(),
+    });
+    await this.httpServer.start();
+  }
+
+  /** Starts a node; resolves once every service runs. `onEscalate` is told when the node must stop. */
+  static async start(config: Config, world: NodeWorld, onEscalate: (reason: EscalationReason) => void): Promise<RingkvNode> {
+    const nodeId = await resolveNodeId(world.fs, world.random, config.dataDir, config.nodeId);
+    if (!nodeId.ok) throw new RingkvError(nodeId.code, nodeId.message);
+    const limits = { keyBytesMax: config.keyBytesMax, valueBytesMax: config.valueBytesMax, siblingsMax: config.siblingsMax };
+    const kv = new KvService(undefined, { actor: nodeId.value, clock: world.clock, limits });
+    const node = new RingkvNode(config, nodeId.value, world, kv, onEscalate);
+    await node.supervisor.start(node.services());
+    world.logger.info(
+      { nodeId: nodeId.value, http: `http://${config.host}:${node.http.port()}`, resp: `${config.host}:${node.resp.port()}`, engine: config.engine, dataDir: config.dataDir },
+      'ringkv node ready',
+    );
+    return node;
+  }
+
+  /** Stops accepting, finishes in-flight requests, closes the engine. Idempotent. */
+  stop(): Promise<void> {
+    this.stopping ??= this.supervisor.stop();
+    return this.stopping;
+  }
+
+  status(): Record<string, unknown> {
+    const stats = this.engineStats();
+    return {
+      nodeId: this.nodeId,
+      version: ringkvVersion,
+      uptimeMs: Math.round(this.world.clock.nowMs() - this.startedAtMs),
+      engine: this.config.engine,
+      keys: stats?.keyCount ?? 0,
+      dataBytes: stats?.sizeBytes ?? 0,
+      respConnections: this.resp.connectionCount,
+      respCommandsProcessed: this.resp.commandsProcessed,
+      services: this.supervisor.status(),
+    };
+  }
+
+  /** Engine figures, or undefined while the engine is closed (restarting, shutting down). */
+  private engineStats(): EngineStats | undefined {
+    try {
+      return this.engine?.stats();
+    } catch {
+      return undefined;
+    }
+  }
+
+  private nodeInfo(): NodeInfo {
+    return {
+      nodeId: this.nodeId,
+      version: ringkvVersion,
+      uptimeMs: () => this.world.clock.nowMs() - this.startedAtMs,
+      engineKind: this.config.engine,
+      keyCount: () => this.engineStats()?.keyCount ?? 0,
+      connectedClients: () => this.resp.connectionCount,
+      commandsProcessed: () => this.resp.commandsProcessed,
+      tcpPort: this.config.respPort,
+    };
+  }
+
+  private services(): Service[] {
+    const timeoutMs = this.config.shutdownTimeoutMs;
+    return [
+      {
+        name: 'engine',
+        start: async () => {
+          this.engine = new MemoryEngine();
+          this.kv.attach(this.engine);
+        },
+        stop: async () => {
+          this.kv.detach();
+          await this.engine?.close();
+        },
+      },
+      { name: 'http', start: () => this.startHttp(), stop: async () => this.httpServer?.stop(timeoutMs) },
+      { name: 'resp', start: (context) => this.resp.start((error) => context.fail(error)), stop: () => this.resp.stop(timeoutMs) },
+    ];
+  }
+}

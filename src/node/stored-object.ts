@@ -1,0 +1,221 @@
+import { Packr } from 'msgpackr';
+import { assert } from '../core/assert.js';
+import type { DvvEntry, DvvSet, VersionVector } from '../core/dvv.js';
+import { ErrorCode, failure, success, type Result } from '../core/errors.js';
+
+/**
+ * One sibling of a stored object: a value or a tombstone, with the metadata a reader sees.
+ * The on-disk form is written down in docs/format/stored-object.md.
+ */
+export interface Sibling {
+  /** The value's bytes, or null for a tombstone (a versioned delete). */
+  readonly value: Uint8Array | null;
+  /** Wall-clock milliseconds at the coordinator when the write was accepted. */
+  readonly writtenAtMs: number;
+  /** The Content-Type the value was written with over HTTP (ASCII), or '' when none was given. */
+  readonly contentType: string;
+}
+
+export type StoredObject = DvvSet<Sibling>;
+
+/** Format version byte that leads every encoded object, so the layout can change later. */
+const objectFormatVersion = 1;
+const tombstoneFlag = 1;
+
+// Contexts are small msgpack arrays: plain arrays, no records, readable by any msgpack tool.
+const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: false });
+
+/**
+ * Encodes an object in the layout of docs/format/stored-object.md. Hand-written rather than
+ * msgpack because it sits on every read and write: one size pass, one exact allocation.
+ */
+export function encodeObject(object: StoredObject): Uint8Array {
+  let length = 1 + varintLength(object.entries.length) + siblingsLength(object.anonymous);
+  for (const entry of object.entries) {
+    length += varintLength(entry.actor.length) + entry.actor.length + varintLength(entry.counter) + siblingsLength(entry.values);
+  }
+  const out = Buffer.allocUnsafe(length);
+  let offset = 0;
+  out[offset++] = objectFormatVersion;
+  offset = writeVarint(out, offset, object.entries.length);
+  for (const entry of object.entries) {
+    offset = writeVarint(out, offset, entry.actor.length);
+    offset = writeAscii(out, offset, entry.actor);
+    offset = writeVarint(out, offset, entry.counter);
+    offset = writeSiblings(out, offset, entry.values);
+  }
+  offset = writeSiblings(out, offset, object.anonymous);
+  assert(offset === length, 'stored object size miscounted');
+  return out;
+}
+
+/**
+ * Decodes bytes written by encodeObject. Sibling values are views into `bytes`, which the engine
+ * hands out immutable. Bytes that do not parse are corruption or a bug: it throws.
+ */
+export function decodeObject(bytes: Uint8Array): StoredObject {
+  const reader = new Reader(bytes);
+  assert(reader.byte() === objectFormatVersion, 'stored object has an unknown format version');
+  const entryCount = reader.varint();
+  const entries: DvvEntry<Sibling>[] = [];
+  for (let index = 0; index < entryCount; index++) {
+    const actor = reader.latin1(reader.varint());
+    const counter = reader.varint();
+    entries.push({ actor, counter, values: reader.siblings() });
+  }
+  const anonymous = reader.siblings();
+  assert(reader.offset === bytes.length, 'stored object has trailing bytes');
+  return { entries, anonymous };
+}
+
+function siblingsLength(siblings: readonly Sibling[]): number {
+  let length = varintLength(siblings.length);
+  for (const sibling of siblings) {
+    length += 1 + varintLength(sibling.writtenAtMs) + varintLength(sibling.contentType.length) + sibling.contentType.length;
+    if (sibling.value !== null) length += varintLength(sibling.value.length) + sibling.value.length;
+  }
+  return length;
+}
+
+function writeSiblings(out: Buffer, start: number, siblings: readonly Sibling[]): number {
+  let offset = writeVarint(out, start, siblings.length);
+  for (const sibling of siblings) {
+    out[offset++] = sibling.value === null ? tombstoneFlag : 0;
+    offset = writeVarint(out, offset, sibling.writtenAtMs);
+    offset = writeVarint(out, offset, sibling.contentType.length);
+    offset = writeAscii(out, offset, sibling.contentType);
+    if (sibling.value === null) continue;
+    offset = writeVarint(out, offset, sibling.value.length);
+    out.set(sibling.value, offset);
+    offset += sibling.value.length;
+  }
+  return offset;
+}
+
+/** Node ids and content types are short ASCII: a char loop beats Buffer.write for them. */
+function writeAscii(out: Buffer, start: number, text: string): number {
+  for (let index = 0; index < text.length; index++) out[start + index] = text.charCodeAt(index) & 0xff;
+  return start + text.length;
+}
+
+/** Unsigned LEB128 of a safe integer: 7 bits a byte, low bits first. */
+function varintLength(value: number): number {
+  assert(Number.isSafeInteger(value) && value >= 0, `varint out of range: ${value}`);
+  let length = 1;
+  for (let rest = value; rest >= 0x80; rest = Math.floor(rest / 0x80)) length++;
+  return length;
+}
+
+function writeVarint(out: Buffer, start: number, value: number): number {
+  let offset = start;
+  let rest = value;
+  while (rest >= 0x80) {
+    out[offset++] = (rest % 0x80) | 0x80;
+    rest = Math.floor(rest / 0x80);
+  }
+  out[offset++] = rest;
+  return offset;
+}
+
+class Reader {
+  offset = 0;
+
+  constructor(private readonly bytes: Uint8Array) {}
+
+  byte(): number {
+    assert(this.offset < this.bytes.length, 'stored object is truncated');
+    return this.bytes[this.offset++] as number;
+  }
+
+  varint(): number {
+    let value = 0;
+    let scale = 1;
+    for (;;) {
+      const byte = this.byte();
+      value += (byte & 0x7f) * scale;
+      if (byte < 0x80) break;
+      scale *= 0x80;
+      assert(scale <= 2 ** 49, 'varint too long in stored object');
+    }
+    return value;
+  }
+
+  view(length: number): Uint8Array {
+    assert(this.offset + length <= this.bytes.length, 'stored object is truncated');
+    const view = this.bytes.subarray(this.offset, this.offset + length);
+    this.offset += length;
+    return view;
+  }
+
+  /** Short ASCII strings (node ids, content types): a char loop beats a Buffer round trip. */
+  latin1(length: number): string {
+    assert(this.offset + length <= this.bytes.length, 'stored object is truncated');
+    let text = '';
+    for (let index = 0; index < length; index++) text += String.fromCharCode(this.bytes[this.offset + index] as number);
+    this.offset += length;
+    return text;
+  }
+
+  siblings(): Sibling[] {
+    const count = this.varint();
+    const siblings: Sibling[] = [];
+    for (let index = 0; index < count; index++) {
+      const flags = this.byte();
+      const writtenAtMs = this.varint();
+      const contentType = this.latin1(this.varint());
+      const value = (flags & tombstoneFlag) !== 0 ? null : this.view(this.varint());
+      siblings.push({ value, writtenAtMs, contentType });
+    }
+    return siblings;
+  }
+}
+
+/**
+ * The causal context handed to clients: the version vector, msgpack-encoded, then base64url.
+ * Opaque to clients; they send it back unchanged.
+ */
+export function encodeContext(vector: VersionVector): string {
+  return Buffer.from(packr.pack(vector)).toString('base64url');
+}
+
+export function decodeContext(text: string): Result<VersionVector> {
+  const invalid = failure(ErrorCode.contextInvalid, 'the context is not one this store handed out; read the key again');
+  if (text.length === 0 || text.length > 64 * 1024 || !/^[A-Za-z0-9_-]+$/.test(text)) return invalid;
+  let decoded: unknown;
+  try {
+    decoded = packr.unpack(Buffer.from(text, 'base64url'));
+  } catch {
+    return invalid;
+  }
+  if (!Array.isArray(decoded)) return invalid;
+  let previousActor: string | undefined;
+  for (const entry of decoded as unknown[]) {
+    if (!Array.isArray(entry) || entry.length !== 2) return invalid;
+    const [actor, counter] = entry as [unknown, unknown];
+    if (typeof actor !== 'string' || !Number.isSafeInteger(counter) || (counter as number) < 0) return invalid;
+    if (previousActor !== undefined && !(previousActor < actor)) return invalid;
+    previousActor = actor;
+  }
+  return success(decoded as VersionVector);
+}
+
+/**
+ * The one value a client that cannot handle siblings (a plain Redis GET) is given: the live
+ * sibling written last by the coordinators' wall clocks; ties broken by the greater value bytes,
+ * then content type, so every node picks the same one.
+ */
+export function newestSibling(siblings: readonly Sibling[]): Sibling | undefined {
+  let best: Sibling | undefined;
+  for (const sibling of siblings) {
+    if (sibling.value === null) continue;
+    if (best === undefined || compareSiblings(sibling, best) > 0) best = sibling;
+  }
+  return best;
+}
+
+function compareSiblings(a: Sibling, b: Sibling): number {
+  if (a.writtenAtMs !== b.writtenAtMs) return a.writtenAtMs - b.writtenAtMs;
+  const byValue = Buffer.compare(a.value ?? new Uint8Array(0), b.value ?? new Uint8Array(0));
+  if (byValue !== 0) return byValue;
+  return a.contentType < b.contentType ? -1 : a.contentType > b.contentType ? 1 : 0;
+}

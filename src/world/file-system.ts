@@ -1,0 +1,129 @@
+import { promises as fsp } from 'node:fs';
+import { dirname } from 'node:path';
+
+/**
+ * The disk, as the node runtime and the storage engine see it. Everything that touches files
+ * goes through a FileSystem so that the simulator can lose unsynced writes, tear the last write
+ * and flip bits (LevelDB's fault-injecting Env). Paths are plain strings joined with '/'.
+ */
+export interface FileHandle {
+  /** Reads up to `length` bytes at `position`; fewer at the end of the file. */
+  read(position: number, length: number): Promise<Uint8Array>;
+  /** Writes all of `data` at `position`. */
+  write(data: Uint8Array, position: number): Promise<void>;
+  /** Makes everything written so far durable (fsync). Until then a crash may lose it. */
+  sync(): Promise<void>;
+  size(): Promise<number>;
+  truncate(length: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface FileSystem {
+  /** Opens a file for reading and writing, creating it when `create` is set. */
+  open(path: string, options: { create: boolean }): Promise<FileHandle>;
+  readFile(path: string): Promise<Uint8Array>;
+  /** True when `path` exists. */
+  exists(path: string): Promise<boolean>;
+  mkdir(path: string): Promise<void>;
+  readdir(path: string): Promise<string[]>;
+  rename(from: string, to: string): Promise<void>;
+  unlink(path: string): Promise<void>;
+  /** Makes the directory entry changes (create, rename, unlink) in `path` durable. */
+  syncDirectory(path: string): Promise<void>;
+}
+
+/** Writes a whole file so that a crash leaves either the old or the new contents, never a mix. */
+export async function writeFileAtomic(fs: FileSystem, path: string, data: Uint8Array): Promise<void> {
+  const temporary = `${path}.tmp`;
+  const handle = await fs.open(temporary, { create: true });
+  try {
+    await handle.truncate(0);
+    await handle.write(data, 0);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await fs.rename(temporary, path);
+  await fs.syncDirectory(dirname(path));
+}
+
+class NodeFileHandle implements FileHandle {
+  constructor(private readonly handle: fsp.FileHandle) {}
+
+  async read(position: number, length: number): Promise<Uint8Array> {
+    const buffer = Buffer.allocUnsafe(length);
+    const { bytesRead } = await this.handle.read(buffer, 0, length, position);
+    return buffer.subarray(0, bytesRead);
+  }
+
+  async write(data: Uint8Array, position: number): Promise<void> {
+    let written = 0;
+    while (written < data.length) {
+      const { bytesWritten } = await this.handle.write(data, written, data.length - written, position + written);
+      written += bytesWritten;
+    }
+  }
+
+  sync(): Promise<void> {
+    return this.handle.sync();
+  }
+
+  async size(): Promise<number> {
+    return (await this.handle.stat()).size;
+  }
+
+  truncate(length: number): Promise<void> {
+    return this.handle.truncate(length);
+  }
+
+  close(): Promise<void> {
+    return this.handle.close();
+  }
+}
+
+/** The real disk, through node:fs. */
+export class NodeFileSystem implements FileSystem {
+  async open(path: string, options: { create: boolean }): Promise<FileHandle> {
+    // Positional writes need a handle without O_APPEND, so create with 'a' and reopen with 'r+'.
+    if (options.create) await fsp.writeFile(path, new Uint8Array(0), { flag: 'a' });
+    return new NodeFileHandle(await fsp.open(path, 'r+'));
+  }
+
+  async readFile(path: string): Promise<Uint8Array> {
+    return fsp.readFile(path);
+  }
+
+  async exists(path: string): Promise<boolean> {
+    try {
+      await fsp.access(path);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async mkdir(path: string): Promise<void> {
+    await fsp.mkdir(path, { recursive: true });
+  }
+
+  readdir(path: string): Promise<string[]> {
+    return fsp.readdir(path);
+  }
+
+  rename(from: string, to: string): Promise<void> {
+    return fsp.rename(from, to);
+  }
+
+  unlink(path: string): Promise<void> {
+    return fsp.unlink(path);
+  }
+
+  async syncDirectory(path: string): Promise<void> {
+    const handle = await fsp.open(path, 'r');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  }
+}

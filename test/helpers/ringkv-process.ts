@@ -1,0 +1,109 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** The `ringkv` command run from source (tsx), as `npm start` runs the built one. */
+export const cliEntry = join(import.meta.dirname, '../../src/cli/main.ts');
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address !== null ? address.port : 0));
+    });
+  });
+}
+
+export function temporaryDirectory(): string {
+  return mkdtempSync(join(tmpdir(), 'ringkv-test-'));
+}
+
+export interface RunResult {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs `ringkv ARGS` to completion (for commands that exit by themselves). */
+export function runCli(args: readonly string[], options: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', cliEntry, ...args], {
+      env: { ...process.env, ...options.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`ringkv ${args.join(' ')} did not exit within ${options.timeoutMs ?? 20_000} ms`));
+    }, options.timeoutMs ?? 20_000);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+export interface RunningNode {
+  readonly child: ChildProcess;
+  readonly dataDir: string;
+  readonly httpPort: number;
+  readonly respPort: number;
+  readonly baseUrl: string;
+  /** Every JSON log line so far. */
+  readonly logs: Record<string, unknown>[];
+  /** Sends `signal` and resolves with the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** Starts `ringkv start` on free loopback ports and resolves once it logs that it is ready. */
+export async function startNode(options: { dataDir?: string; args?: readonly string[]; env?: Record<string, string> } = {}): Promise<RunningNode> {
+  const dataDir = options.dataDir ?? temporaryDirectory();
+  const httpPort = await freePort();
+  const respPort = await freePort();
+  const child = spawn(process.execPath, [
+    '--import', 'tsx', cliEntry, 'start', '--data-dir', dataDir, '--http-port', String(httpPort),
+    '--resp-port', String(respPort), '--log-format', 'json', ...(options.args ?? []),
+  ], { env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const logs: Record<string, unknown>[] = [];
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  await new Promise<void>((resolve, reject) => {
+    let buffered = '';
+    const timer = setTimeout(() => reject(new Error(`node not ready in 20 s; stderr: ${stderr}`)), 20_000);
+    child.stdout.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString();
+      const lines = buffered.split('\n');
+      buffered = lines.pop() ?? '';
+      for (const line of lines) {
+        if (line.trim() === '') continue;
+        const entry = JSON.parse(line) as Record<string, unknown>;
+        logs.push(entry);
+        if (entry['msg'] === 'ringkv node ready') {
+          clearTimeout(timer);
+          resolve();
+        }
+      }
+    });
+    void exited.then((code) => reject(new Error(`node exited with ${code} before it was ready; stderr: ${stderr}`)));
+  });
+  return {
+    child,
+    dataDir,
+    httpPort,
+    respPort,
+    baseUrl: `http://127.0.0.1:${httpPort}`,
+    logs,
+    stop: (signal = 'SIGTERM') => {
+      child.kill(signal);
+      return exited;
+    },
+  };
+}
