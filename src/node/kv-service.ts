@@ -43,6 +43,8 @@ export interface WriteOutcome {
 
 const namespacePattern = /^[A-Za-z0-9_.-]{1,64}$/;
 const validNamespacesMax = 4096;
+/** Content types are stored with every sibling; HTTP allows 256 bytes too. */
+const contentTypeLengthMax = 256;
 
 /**
  * The versioned key-value store of one node: reads and writes of (namespace, key) with causal
@@ -89,7 +91,11 @@ export class KvService {
   put(namespace: string, key: Uint8Array, value: Uint8Array, options: WriteOptions = {}): MaybePromise<Result<WriteOutcome>> {
     const invalid = this.validate(namespace, key, value);
     if (invalid !== undefined) return invalid;
-    const sibling: Sibling = { value, writtenAtMs: this.options.clock.wallMs(), contentType: options.contentType ?? '' };
+    const contentType = options.contentType ?? '';
+    if (contentType !== '' && (contentType.length > contentTypeLengthMax || !/^[\x20-\x7e]*$/.test(contentType))) {
+      return failure(ErrorCode.badRequest, `the content type must be printable ASCII of at most ${contentTypeLengthMax} characters`);
+    }
+    const sibling: Sibling = { value, writtenAtMs: this.options.clock.wallMs(), contentType };
     return this.write(storageKey(namespace, key), sibling, options);
   }
 

@@ -1,4 +1,3 @@
-import { Packr } from 'msgpackr';
 import { assert } from '../core/assert.js';
 import type { DvvEntry, DvvSet, VersionVector } from '../core/dvv.js';
 import { ErrorCode, failure, success, type Result } from '../core/errors.js';
@@ -21,9 +20,6 @@ export type StoredObject = DvvSet<Sibling>;
 /** Format version byte that leads every encoded object, so the layout can change later. */
 const objectFormatVersion = 1;
 const tombstoneFlag = 1;
-
-// Contexts are small msgpack arrays: plain arrays, no records, readable by any msgpack tool.
-const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: false });
 
 /**
  * Encodes an object in the layout of docs/format/stored-object.md. Hand-written rather than
@@ -140,6 +136,10 @@ class Reader {
     return value;
   }
 
+  atEnd(): boolean {
+    return this.offset === this.bytes.length;
+  }
+
   view(length: number): Uint8Array {
     assert(this.offset + length <= this.bytes.length, 'stored object is truncated');
     const view = this.bytes.subarray(this.offset, this.offset + length);
@@ -149,7 +149,7 @@ class Reader {
 
   /** Short ASCII strings (node ids, content types): a char loop beats a Buffer round trip. */
   latin1(length: number): string {
-    assert(this.offset + length <= this.bytes.length, 'stored object is truncated');
+    assert(length <= 1024 && this.offset + length <= this.bytes.length, 'string field is truncated or too long');
     let text = '';
     for (let index = 0; index < length; index++) text += String.fromCharCode(this.bytes[this.offset + index] as number);
     this.offset += length;
@@ -170,33 +170,51 @@ class Reader {
   }
 }
 
+/** Format version byte that leads every encoded context. */
+const contextFormatVersion = 1;
+/** Longest context accepted from a client, in characters of base64url. */
+const contextCharactersMax = 64 * 1024;
+
 /**
- * The causal context handed to clients: the version vector, msgpack-encoded, then base64url.
- * Opaque to clients; they send it back unchanged.
+ * The causal context handed to clients: the version vector in the varint layout of
+ * docs/format/stored-object.md, then base64url. Opaque to clients; they send it back unchanged.
  */
 export function encodeContext(vector: VersionVector): string {
-  return Buffer.from(packr.pack(vector)).toString('base64url');
+  let length = 1 + varintLength(vector.length);
+  for (const [actor, counter] of vector) length += varintLength(actor.length) + actor.length + varintLength(counter);
+  const out = Buffer.allocUnsafe(length);
+  let offset = 0;
+  out[offset++] = contextFormatVersion;
+  offset = writeVarint(out, offset, vector.length);
+  for (const [actor, counter] of vector) {
+    offset = writeVarint(out, offset, actor.length);
+    offset = writeAscii(out, offset, actor);
+    offset = writeVarint(out, offset, counter);
+  }
+  assert(offset === length, 'context size miscounted');
+  return out.toString('base64url');
 }
 
 export function decodeContext(text: string): Result<VersionVector> {
   const invalid = failure(ErrorCode.contextInvalid, 'the context is not one this store handed out; read the key again');
-  if (text.length === 0 || text.length > 64 * 1024 || !/^[A-Za-z0-9_-]+$/.test(text)) return invalid;
-  let decoded: unknown;
+  if (text.length === 0 || text.length > contextCharactersMax || !/^[A-Za-z0-9_-]+$/.test(text)) return invalid;
+  const reader = new Reader(Buffer.from(text, 'base64url'));
+  const vector: [string, number][] = [];
   try {
-    decoded = packr.unpack(Buffer.from(text, 'base64url'));
+    if (reader.byte() !== contextFormatVersion) return invalid;
+    const count = reader.varint();
+    for (let index = 0; index < count; index++) {
+      const actor = reader.latin1(reader.varint());
+      const previous = vector[index - 1];
+      if (actor.length === 0 || (previous !== undefined && !(previous[0] < actor))) return invalid;
+      vector.push([actor, reader.varint()]);
+    }
+    if (!reader.atEnd()) return invalid;
   } catch {
+    // A truncated or overlong field: the Reader's assertions reject it.
     return invalid;
   }
-  if (!Array.isArray(decoded)) return invalid;
-  let previousActor: string | undefined;
-  for (const entry of decoded as unknown[]) {
-    if (!Array.isArray(entry) || entry.length !== 2) return invalid;
-    const [actor, counter] = entry as [unknown, unknown];
-    if (typeof actor !== 'string' || !Number.isSafeInteger(counter) || (counter as number) < 0) return invalid;
-    if (previousActor !== undefined && !(previousActor < actor)) return invalid;
-    previousActor = actor;
-  }
-  return success(decoded as VersionVector);
+  return success(vector);
 }
 
 /**

@@ -1,0 +1,77 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import fc from 'fast-check';
+import type { DvvSet, VersionVector } from '../core/dvv.js';
+import { decodeContext, decodeObject, encodeContext, encodeObject, newestSibling, type Sibling } from './stored-object.js';
+
+const sibling: fc.Arbitrary<Sibling> = fc.record({
+  value: fc.option(fc.uint8Array({ maxLength: 300 }), { nil: null }),
+  writtenAtMs: fc.oneof(fc.nat(), fc.constant(Number.MAX_SAFE_INTEGER), fc.integer({ min: 1_600_000_000_000, max: 2_000_000_000_000 })),
+  contentType: fc.stringMatching(/^[\x20-\x7e]{0,40}$/),
+});
+
+const actors = fc.uniqueArray(fc.stringMatching(/^[a-z0-9-]{1,20}$/), { maxLength: 5 }).map((names) => [...names].sort());
+
+const object: fc.Arbitrary<DvvSet<Sibling>> = actors.chain((names) =>
+  fc.record({
+    entries: fc.tuple(...names.map((actor) => fc.record({ actor: fc.constant(actor), counter: fc.integer({ min: 3, max: 2 ** 40 }), values: fc.array(sibling, { maxLength: 3 }) }))),
+    anonymous: fc.array(sibling, { maxLength: 2 }),
+  }),
+);
+
+function plain(set: DvvSet<Sibling>): unknown {
+  const siblingPlain = (entry: Sibling) => ({ ...entry, value: entry.value === null ? null : [...entry.value] });
+  return { entries: set.entries.map((entry) => ({ ...entry, values: entry.values.map(siblingPlain) })), anonymous: set.anonymous.map(siblingPlain) };
+}
+
+test('stored object: decode(encode(x)) equals x (random objects, binary values, tombstones)', () => {
+  fc.assert(fc.property(object, (set) => assert.deepEqual(plain(decodeObject(encodeObject(set))), plain(set))), { numRuns: 500 });
+});
+
+test('stored object: truncated, extended or unknown-version bytes are rejected, never decoded', () => {
+  fc.assert(
+    fc.property(object, fc.nat(), (set, cut) => {
+      const bytes = encodeObject(set);
+      assert.throws(() => decodeObject(bytes.subarray(0, cut % bytes.length)));
+      assert.throws(() => decodeObject(Buffer.concat([bytes, Buffer.of(0)])));
+      const wrongVersion = Buffer.from(bytes);
+      wrongVersion[0] = 2;
+      assert.throws(() => decodeObject(wrongVersion));
+    }),
+    { numRuns: 300 },
+  );
+});
+
+test('stored object: contexts round-trip and garbage is CONTEXT_INVALID, never a throw', () => {
+  const vector: fc.Arbitrary<VersionVector> = actors.chain((names) => fc.tuple(...names.map((actor) => fc.tuple(fc.constant(actor), fc.nat()))));
+  fc.assert(
+    fc.property(vector, (context) => {
+      const decoded = decodeContext(encodeContext(context));
+      assert.ok(decoded.ok);
+      assert.deepEqual(decoded.value, context);
+    }),
+    { numRuns: 300 },
+  );
+  fc.assert(
+    fc.property(fc.string({ maxLength: 200 }), (text) => {
+      const decoded = decodeContext(text);
+      if (!decoded.ok) assert.equal(decoded.code, 'CONTEXT_INVALID');
+    }),
+    { numRuns: 1000 },
+  );
+  for (const text of ['', 'not base64!', 'AA', Buffer.from([1, 5]).toString('base64url'), Buffer.from([1, 2, 1, 98, 1, 1, 97, 1]).toString('base64url')]) {
+    const decoded = decodeContext(text);
+    assert.ok(!decoded.ok, `${JSON.stringify(text)} must be rejected`);
+    assert.equal(decoded.code, 'CONTEXT_INVALID');
+  }
+});
+
+test('stored object: the one sibling a plain GET sees is the newest, ties broken by value bytes, order-independent', () => {
+  const a: Sibling = { value: Buffer.from('a'), writtenAtMs: 10, contentType: '' };
+  const b: Sibling = { value: Buffer.from('b'), writtenAtMs: 10, contentType: '' };
+  const old: Sibling = { value: Buffer.from('zzz'), writtenAtMs: 9, contentType: '' };
+  const tombstone: Sibling = { value: null, writtenAtMs: 11, contentType: '' };
+  assert.equal(newestSibling([a, b, old, tombstone]), b);
+  assert.equal(newestSibling([tombstone, old, b, a]), b);
+  assert.equal(newestSibling([tombstone]), undefined);
+});
