@@ -1,6 +1,6 @@
 /**
- * Redis-protocol throughput of a ringkv node (memory engine) side by side with a real Redis,
- * in one run: redis-benchmark -t set,get -n 200000 -c 50 -d 100 at -P 1 and -P 16 against
+ * Redis-protocol throughput of a ringkv node (memory engine) side by side with a real Redis
+ * and a bare Node.js Map server (the ceiling for Node.js on this machine), in one run: redis-benchmark -t set,get -n 200000 -c 50 -d 100 at -P 1 and -P 16 against
  * both, alternating servers for several rounds, then medians and ratios. Machines here are
  * noisy, so read the ratio, not the absolute figure.
  *
@@ -96,6 +96,11 @@ async function main(): Promise<void> {
   await waitForPort(ringkvPort, 20_000);
   servers.push({ name: 'ringkv', port: ringkvPort });
 
+  const baselinePort = await freePort();
+  children.push(spawn(process.execPath, ['bench/node-map-server.mjs', String(baselinePort)], { stdio: 'inherit' }));
+  await waitForPort(baselinePort, 10_000);
+  servers.push({ name: 'node-map', port: baselinePort });
+
   if (has('redis-server')) {
     const redisPort = await freePort();
     children.push(spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' }));
@@ -119,14 +124,18 @@ async function main(): Promise<void> {
   }
 
   console.log(`\nredis-benchmark -t set,get -n ${requests} -c ${clients} -d ${valueBytes}; median of ${rounds} rounds (ops/s)\n`);
-  console.log('| pipeline | test | ringkv | redis | ringkv / redis |');
-  console.log('|---|---|---|---|---|');
+  console.log('node-map: a bare Node.js server answering from a Map (bench/node-map-server.mjs), the ceiling for Node.js here.\n');
+  console.log('| pipeline | test | ringkv | node-map | redis | ringkv / redis | node-map / redis |');
+  console.log('|---|---|---|---|---|---|---|');
   for (const pipeline of pipelines) {
     for (const test of tests) {
-      const ours = median(samples.get(key('ringkv', pipeline, test)) ?? [0]);
-      const theirs = samples.has(key('redis', pipeline, test)) ? median(samples.get(key('redis', pipeline, test)) ?? [0]) : undefined;
-      const ratio = theirs === undefined ? 'n/a' : `${((100 * ours) / theirs).toFixed(0)}%`;
-      console.log(`| -P ${pipeline} | ${test} | ${Math.round(ours)} | ${theirs === undefined ? 'n/a' : Math.round(theirs)} | ${ratio} |`);
+      const rate = (server: string): number | undefined => {
+        const found = samples.get(key(server, pipeline, test));
+        return found === undefined ? undefined : median(found);
+      };
+      const [ours, baseline, redis] = [rate('ringkv') ?? 0, rate('node-map') ?? 0, rate('redis')];
+      const ratio = (value: number): string => (redis === undefined ? 'n/a' : `${((100 * value) / redis).toFixed(0)}%`);
+      console.log(`| -P ${pipeline} | ${test} | ${Math.round(ours)} | ${Math.round(baseline)} | ${redis === undefined ? 'n/a' : Math.round(redis)} | ${ratio(ours)} | ${ratio(baseline)} |`);
     }
   }
   stopAll();

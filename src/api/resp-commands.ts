@@ -50,14 +50,16 @@ interface CommandSpec {
 const redisCompatibleVersion = '7.2.0';
 
 export function executeCommand(context: CommandContext, connection: ConnectionState, args: Buffer[], out: RespWriter): Promise<Reply> | undefined {
-  const name = (args[0] as Buffer).toString('latin1').toLowerCase();
-  const spec = commands.get(name);
+  // Clients send names in upper case (redis-benchmark, ioredis) or lower case (node-redis):
+  // both spellings are in the table, and only a mixed-case name pays for lowering.
+  const raw = (args[0] as Buffer).toString('latin1');
+  const spec = commandsByAnyCase.get(raw) ?? commandsByAnyCase.get(raw.toLowerCase());
   if (spec === undefined) {
     out.error(`ERR unknown command '${printable(args[0] as Buffer)}', with args beginning with: ${argumentsShown(args)}`);
     return undefined;
   }
   if (spec.arity > 0 ? args.length !== spec.arity : args.length < -spec.arity) {
-    out.error(`ERR wrong number of arguments for '${name}' command`);
+    out.error(`ERR wrong number of arguments for '${raw.toLowerCase()}' command`);
     return undefined;
   }
   return spec.handler(context, connection, args, out);
@@ -98,8 +100,8 @@ const get: Handler = (context, connection, args, out) =>
 const set: Handler = (context, connection, args, out) => {
   let onlyIfAbsent = false;
   let onlyIfPresent = false;
-  for (const option of args.slice(3)) {
-    const word = option.toString('latin1').toUpperCase();
+  for (let index = 3; index < args.length; index++) {
+    const word = (args[index] as Buffer).toString('latin1').toUpperCase();
     if (word === 'NX') onlyIfAbsent = true;
     else if (word === 'XX') onlyIfPresent = true;
     else if (['EX', 'PX', 'EXAT', 'PXAT', 'KEEPTTL'].includes(word)) {
@@ -339,7 +341,7 @@ function spec(arity: number, flags: readonly string[], keys: [number, number, nu
   return { arity, flags, firstKey: keys[0], lastKey: keys[1], step: keys[2], handler };
 }
 
-const commands = new Map<string, CommandSpec>([
+const commandList: [string, CommandSpec][] = [
   ['get', spec(2, ['readonly', 'fast'], [1, 1, 1], get)],
   ['set', spec(-3, ['write', 'denyoom'], [1, 1, 1], set)],
   ['del', spec(-2, ['write'], [1, -1, 1], del)],
@@ -356,4 +358,8 @@ const commands = new Map<string, CommandSpec>([
   ['dbsize', spec(1, ['readonly', 'fast'], [0, 0, 0], dbsize)],
   ['config', spec(-2, ['admin', 'noscript'], [0, 0, 0], config)],
   ['command', spec(-1, ['loading'], [0, 0, 0], command)],
-]);
+];
+
+/** Lower-case names for COMMAND; both spellings for lookups (see executeCommand). */
+const commands = new Map<string, CommandSpec>(commandList);
+const commandsByAnyCase = new Map<string, CommandSpec>([...commandList, ...commandList.map(([name, entry]): [string, CommandSpec] => [name.toUpperCase(), entry])]);

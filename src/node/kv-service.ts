@@ -3,7 +3,7 @@ import { clientWrite, join, overwrite, update, values, type VersionVector } from
 import { ErrorCode, failure, success, type Failure, type Result } from '../core/errors.js';
 import type { Engine, MaybePromise } from '../storage/engine.js';
 import type { Clock } from '../world/clock.js';
-import { decodeContext, decodeObject, encodeContext, encodeObject, type Sibling, type StoredObject } from './stored-object.js';
+import { decodeContext, decodeHistory, decodeObject, encodeContext, encodeObject, type Sibling, type StoredObject } from './stored-object.js';
 import { namespaceRange, storageKey, userKey } from './storage-key.js';
 
 export interface KvLimits {
@@ -146,8 +146,15 @@ export class KvService {
     context: VersionVector | 'current' | undefined,
     options: WriteOptions,
   ): MaybePromise<Result<WriteOutcome>> {
-    const stored = storedBytes === undefined ? undefined : decodeObject(storedBytes);
-    const present = stored !== undefined && values(stored).some((existing) => existing.value !== null);
+    let stored: StoredObject | undefined;
+    let present = false;
+    if (storedBytes !== undefined && context === 'current') {
+      // An overwrite discards every stored value: only the causal history is needed.
+      ({ history: stored, present } = decodeHistory(storedBytes));
+    } else if (storedBytes !== undefined) {
+      stored = decodeObject(storedBytes);
+      present = values(stored).some((existing) => existing.value !== null);
+    }
     const skip =
       (options.onlyIfAbsent === true && present) ||
       (options.onlyIfPresent === true && !present) ||

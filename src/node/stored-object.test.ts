@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import type { DvvSet, VersionVector } from '../core/dvv.js';
-import { decodeContext, decodeObject, encodeContext, encodeObject, newestSibling, type Sibling } from './stored-object.js';
+import { decodeContext, decodeHistory, decodeObject, encodeContext, encodeObject, newestSibling, type Sibling } from './stored-object.js';
 
 const sibling: fc.Arbitrary<Sibling> = fc.record({
   value: fc.option(fc.uint8Array({ maxLength: 300 }), { nil: null }),
@@ -74,4 +74,16 @@ test('stored object: the one sibling a plain GET sees is the newest, ties broken
   assert.equal(newestSibling([a, b, old, tombstone]), b);
   assert.equal(newestSibling([tombstone, old, b, a]), b);
   assert.equal(newestSibling([tombstone]), undefined);
+});
+
+test('stored object: decodeHistory keeps actors and counters, drops values, and tells whether a value is stored', () => {
+  fc.assert(
+    fc.property(object, (set) => {
+      const { history, present } = decodeHistory(encodeObject(set));
+      assert.deepEqual(history.entries.map((entry) => [entry.actor, entry.counter, entry.values.length]), set.entries.map((entry) => [entry.actor, entry.counter, 0]));
+      const live = [...set.anonymous, ...set.entries.flatMap((entry) => entry.values)].some((candidate) => candidate.value !== null);
+      assert.equal(present, live);
+    }),
+    { numRuns: 500 },
+  );
 });

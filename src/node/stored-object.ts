@@ -64,6 +64,29 @@ export function decodeObject(bytes: Uint8Array): StoredObject {
   return { entries, anonymous };
 }
 
+/**
+ * The causal history of an encoded object without its dotted values: entries keep their actor and
+ * counter but no values, and `present` tells whether any value (not a tombstone) was stored.
+ * What an overwrite needs, without materializing the siblings it will discard.
+ */
+export function decodeHistory(bytes: Uint8Array): { readonly history: StoredObject; readonly present: boolean } {
+  const reader = new Reader(bytes);
+  assert(reader.byte() === objectFormatVersion, 'stored object has an unknown format version');
+  const entryCount = reader.varint();
+  const entries: DvvEntry<Sibling>[] = [];
+  let present = false;
+  for (let index = 0; index < entryCount; index++) {
+    const actor = reader.latin1(reader.varint());
+    const counter = reader.varint();
+    if (reader.skipSiblings()) present = true;
+    entries.push({ actor, counter, values: [] });
+  }
+  const anonymous = reader.siblings();
+  assert(reader.offset === bytes.length, 'stored object has trailing bytes');
+  if (anonymous.some((sibling) => sibling.value !== null)) present = true;
+  return { history: { entries, anonymous }, present };
+}
+
 function siblingsLength(siblings: readonly Sibling[]): number {
   let length = varintLength(siblings.length);
   for (const sibling of siblings) {
@@ -96,6 +119,7 @@ function writeAscii(out: Buffer, start: number, text: string): number {
 
 /** Unsigned LEB128 of a safe integer: 7 bits a byte, low bits first. */
 function varintLength(value: number): number {
+  if (value < 0x80 && value >= 0) return 1;
   assert(Number.isSafeInteger(value) && value >= 0, `varint out of range: ${value}`);
   let length = 1;
   for (let rest = value; rest >= 0x80; rest = Math.floor(rest / 0x80)) length++;
@@ -103,6 +127,10 @@ function varintLength(value: number): number {
 }
 
 function writeVarint(out: Buffer, start: number, value: number): number {
+  if (value < 0x80) {
+    out[start] = value;
+    return start + 1;
+  }
   let offset = start;
   let rest = value;
   while (rest >= 0x80) {
@@ -154,6 +182,22 @@ class Reader {
     for (let index = 0; index < length; index++) text += String.fromCharCode(this.bytes[this.offset + index] as number);
     this.offset += length;
     return text;
+  }
+
+  /** Steps over a sibling list; true when one of them is a value rather than a tombstone. */
+  skipSiblings(): boolean {
+    const count = this.varint();
+    let live = false;
+    for (let index = 0; index < count; index++) {
+      const flags = this.byte();
+      this.varint();
+      this.view(this.varint());
+      if ((flags & tombstoneFlag) === 0) {
+        live = true;
+        this.view(this.varint());
+      }
+    }
+    return live;
   }
 
   siblings(): Sibling[] {
