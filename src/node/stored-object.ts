@@ -141,6 +141,9 @@ function writeVarint(out: Buffer, start: number, value: number): number {
   return offset;
 }
 
+/** The last string decoded per length (mod 64): node ids and content types repeat across objects. */
+const recentStrings: (string | undefined)[] = new Array<string | undefined>(64).fill(undefined);
+
 class Reader {
   offset = 0;
 
@@ -175,13 +178,30 @@ class Reader {
     return view;
   }
 
-  /** Short ASCII strings (node ids, content types): a char loop beats a Buffer round trip. */
+  /**
+   * Short ASCII strings (node ids, content types). The few distinct ones recur in every object,
+   * so a string equal to the last one read at this length is handed out again, not rebuilt.
+   */
   latin1(length: number): string {
     assert(length <= 1024 && this.offset + length <= this.bytes.length, 'string field is truncated or too long');
-    let text = '';
-    for (let index = 0; index < length; index++) text += String.fromCharCode(this.bytes[this.offset + index] as number);
+    if (length === 0) return '';
+    const cached = recentStrings[length & (recentStrings.length - 1)];
+    if (cached !== undefined && cached.length === length && this.matches(cached)) {
+      this.offset += length;
+      return cached;
+    }
+    const view = this.bytes.subarray(this.offset, this.offset + length);
+    const text = Buffer.from(view.buffer, view.byteOffset, length).toString('latin1');
+    recentStrings[length & (recentStrings.length - 1)] = text;
     this.offset += length;
     return text;
+  }
+
+  private matches(text: string): boolean {
+    for (let index = 0; index < text.length; index++) {
+      if (text.charCodeAt(index) !== this.bytes[this.offset + index]) return false;
+    }
+    return true;
   }
 
   /** Steps over a sibling list; true when one of them is a value rather than a tombstone. */
