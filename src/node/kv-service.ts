@@ -1,7 +1,7 @@
 import { assert } from '../core/assert.js';
 import { clientWrite, join, overwrite, update, values, type VersionVector } from '../core/dvv.js';
 import { ErrorCode, failure, success, type Failure, type Result } from '../core/errors.js';
-import type { Engine, MaybePromise } from '../storage/engine.js';
+import { then, type Engine, type MaybePromise } from '../storage/engine.js';
 import type { Clock } from '../world/clock.js';
 import { decodeContext, decodeHistory, decodeObject, encodeContext, encodeObject, type Sibling, type StoredObject } from './stored-object.js';
 import { namespaceRange, storageKey, userKey } from './storage-key.js';
@@ -246,9 +246,4 @@ function readResult(bytes: Uint8Array | undefined): ReadResult | undefined {
   const live = values(object).filter((sibling) => sibling.value !== null);
   if (live.length === 0) return undefined;
   return new Read(live, object);
-}
-
-/** Applies `next` to a value that may or may not be a Promise, staying synchronous when it is not. */
-export function then<T, U>(value: MaybePromise<T>, next: (resolved: T) => MaybePromise<U>): MaybePromise<U> {
-  return value instanceof Promise ? value.then(next) : next(value);
 }

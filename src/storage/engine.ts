@@ -11,6 +11,11 @@
  */
 export type MaybePromise<T> = T | Promise<T>;
 
+/** Applies `next` to a value that may or may not be a Promise, staying synchronous when it is not. */
+export function then<T, U>(value: MaybePromise<T>, next: (resolved: T) => MaybePromise<U>): MaybePromise<U> {
+  return value instanceof Promise ? value.then(next) : next(value);
+}
+
 export interface EngineEntry {
   readonly key: Uint8Array;
   readonly value: Uint8Array;
@@ -20,18 +25,21 @@ export type BatchOperation =
   | { readonly type: 'put'; readonly key: Uint8Array; readonly value: Uint8Array }
   | { readonly type: 'delete'; readonly key: Uint8Array };
 
-/** A key range for scans: `gte` inclusive, `lt` exclusive; either may be absent (open end). */
+/**
+ * A key range for scans: `gte` inclusive, `lt` exclusive; either may be absent (open end).
+ * A range with `gte >= lt` is empty.
+ */
 export interface ScanRange {
   readonly gte?: Uint8Array;
   readonly lt?: Uint8Array;
-  /** Stop after this many entries. */
+  /** Stop after this many entries (an integer >= 0). */
   readonly limit?: number;
   /** Descending key order. */
   readonly reverse?: boolean;
 }
 
 export interface EngineStats {
-  /** Live keys (tombstoned keys excluded). */
+  /** Live keys (tombstoned keys excluded); an engine that cannot count cheaply may estimate. */
   readonly keyCount: number;
   /** Approximate bytes of live keys plus values. */
   readonly sizeBytes: number;
@@ -49,11 +57,16 @@ export interface Engine {
   /** Applies all operations atomically and in order: a reader sees none or all of them. */
   batch(operations: readonly BatchOperation[]): MaybePromise<void>;
   /**
-   * Entries in key order within `range`. The scan sees a consistent snapshot taken when it
-   * starts: writes made while it runs are not seen.
+   * Entries in key order within `range`. The scan sees a consistent snapshot taken at its first
+   * step: writes made while it runs are not seen. A caller that stops early must end the
+   * iteration (`break` out of `for await`, or `return()`) so the engine can release the snapshot;
+   * closing the engine fails every running scan at its next step.
    */
   scan(range?: ScanRange): AsyncIterable<EngineEntry>;
   stats(): EngineStats;
-  /** Flushes and releases everything; every later call fails with ENGINE_CLOSED. Idempotent. */
+  /**
+   * Flushes and releases everything; every later call (stats included) fails with
+   * ENGINE_CLOSED. Idempotent.
+   */
   close(): Promise<void>;
 }
