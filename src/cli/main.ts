@@ -69,8 +69,9 @@ async function start(flags: Record<string, unknown>): Promise<void> {
     if (error instanceof RingkvError) fail(error.message, exitConfigInvalid);
     // The supervisor retried the failing service; its last error is the cause.
     const cause = (error as { cause?: unknown }).cause ?? error;
-    const code = (cause as NodeJS.ErrnoException).code;
-    if (code === 'EADDRINUSE' || code === 'EACCES') fail(`cannot listen: ${(cause as Error).message} (choose another port with --http-port / --resp-port)`, exitFailure);
+    const { code, syscall, path } = cause as NodeJS.ErrnoException;
+    if (syscall === 'listen' && (code === 'EADDRINUSE' || code === 'EACCES')) fail(`cannot listen: ${(cause as Error).message} (choose another port with --http-port / --resp-port)`, exitFailure);
+    if (path !== undefined) fail(`cannot use the data directory: ${code ?? 'error'} on ${path} (${(cause as Error).message})`, exitFailure);
     logger.fatal({ err: error }, 'node failed to start');
     process.exit(exitFailure);
   }

@@ -36,6 +36,14 @@ describe('cli: ringkv start', () => {
     assert.match(missing.stderr, /invalid --config: cannot read .*ENOENT/);
   });
 
+  it('cli: a data directory that cannot be created is a clear error naming it', async () => {
+    const blocker = join(temporaryDirectory(), 'a-file');
+    writeFileSync(blocker, 'not a directory');
+    const result = await runCli(['start', '--data-dir', join(blocker, 'data')]);
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /^ringkv: cannot use the data directory: ENOTDIR on .*a-file/);
+  });
+
   it('cli: an unknown flag exits 2', async () => {
     const result = await runCli(['start', '--colour', 'blue']);
     assert.equal(result.code, 2);
