@@ -1,0 +1,125 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { MemoryEngine } from '../storage/memory-engine.js';
+import type { Engine } from '../storage/engine.js';
+import { SystemClock } from '../world/clock.js';
+import { DelayedEngine } from '../../test/helpers/resp-fixture.js';
+import { KvService, type WriteOutcome } from './kv-service.js';
+import type { Result } from '../core/errors.js';
+
+const limits = { keyBytesMax: 64, valueBytesMax: 256, siblingsMax: 3 };
+
+function service(engine: Engine = new MemoryEngine()): KvService {
+  return new KvService(engine, { actor: 'node-a', clock: new SystemClock(), limits });
+}
+
+const key = Buffer.from('k');
+
+function text(result: Awaited<ReturnType<KvService['get']>>): string[] {
+  assert.ok(result.ok);
+  return (result.value?.siblings ?? []).map((sibling) => Buffer.from(sibling.value ?? []).toString()).sort();
+}
+
+function written(result: Result<WriteOutcome>): WriteOutcome {
+  assert.ok(result.ok, result.ok ? '' : result.message);
+  return result.value;
+}
+
+describe('kv: versions and siblings', () => {
+  it('kv: a write with the context of a read replaces exactly what it saw (memory engine)', async () => {
+    const kv = service();
+    written(await kv.put('ns', key, Buffer.from('a')));
+    const read = await kv.get('ns', key);
+    assert.ok(read.ok && read.value !== undefined);
+    written(await kv.put('ns', key, Buffer.from('b'))); // blind: concurrent with the read
+    written(await kv.put('ns', key, Buffer.from('c'), { context: read.value.context }));
+    assert.deepEqual(text(await kv.get('ns', key)), ['b', 'c']);
+  });
+
+  it('kv: the sibling limit counts live values only, so a blind write after a delete succeeds (siblingsMax 3)', async () => {
+    const kv = service();
+    written(await kv.put('ns', key, Buffer.from('a')));
+    const outcome = written(await kv.delete('ns', key, { context: 'current' }));
+    assert.equal(outcome.written, true);
+    assert.equal(outcome.previouslyPresent, true);
+    for (const value of ['x', 'y', 'z']) written(await kv.put('ns', key, Buffer.from(value)));
+    assert.deepEqual(text(await kv.get('ns', key)), ['x', 'y', 'z']);
+    const refused = await kv.put('ns', key, Buffer.from('w'));
+    assert.ok(!refused.ok);
+    assert.equal(refused.code, 'TOO_MANY_SIBLINGS');
+  });
+
+  it('kv: NX writes only when absent, XX only when present, and a delete of nothing writes nothing', async () => {
+    const kv = service();
+    assert.equal(written(await kv.put('ns', key, Buffer.from('a'), { context: 'current', onlyIfPresent: true })).written, false);
+    assert.equal(written(await kv.put('ns', key, Buffer.from('a'), { context: 'current', onlyIfAbsent: true })).written, true);
+    assert.equal(written(await kv.put('ns', key, Buffer.from('b'), { context: 'current', onlyIfAbsent: true })).written, false);
+    assert.equal(written(await kv.put('ns', key, Buffer.from('c'), { context: 'current', onlyIfPresent: true })).written, true);
+    assert.deepEqual(text(await kv.get('ns', key)), ['c']);
+    assert.equal(written(await kv.delete('ns', Buffer.from('absent'), { context: 'current' })).written, false);
+  });
+
+  it('kv: limits and names are checked before any storage is touched', async () => {
+    const kv = service();
+    const cases: [Promise<Result<unknown>> | Result<unknown>, string][] = [
+      [kv.put('ns', Buffer.alloc(65), Buffer.from('v')), 'KEY_TOO_LARGE'],
+      [kv.put('ns', key, Buffer.alloc(257)), 'VALUE_TOO_LARGE'],
+      [kv.put('bad name', key, Buffer.from('v')), 'NAMESPACE_INVALID'],
+      [kv.get('ns', Buffer.alloc(0)), 'KEY_INVALID'],
+      [kv.put('ns', key, Buffer.from('v'), { context: 'garbage!' }), 'CONTEXT_INVALID'],
+      [kv.put('ns', key, Buffer.from('v'), { contentType: 'text/\u00e9' }), 'BAD_REQUEST'],
+    ];
+    for (const [pending, code] of cases) {
+      const result = await pending;
+      assert.ok(!result.ok);
+      assert.equal(result.code, code);
+    }
+    kv.detach();
+    const unavailable = await kv.get('ns', key);
+    assert.ok(!unavailable.ok);
+    assert.equal(unavailable.code, 'UNAVAILABLE');
+  });
+});
+
+describe('kv: read-modify-write is serialized per key when the engine is slow', () => {
+  it('kv: concurrent overwrites through an async engine keep exactly one value, the last issued (DelayedEngine 2 ms)', async () => {
+    const kv = service(new DelayedEngine(2));
+    const writes = Array.from({ length: 20 }, (_, index) => kv.put('ns', key, Buffer.from(`v${index}`), { context: 'current' }));
+    const outcomes = await Promise.all(writes);
+    outcomes.forEach((outcome) => written(outcome));
+    assert.deepEqual(text(await kv.get('ns', key)), ['v19']);
+  });
+
+  it('kv: concurrent blind writes through an async engine are all kept as siblings (property, DelayedEngine 0 ms)', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.uniqueArray(fc.stringMatching(/^[a-z]{1,6}$/), { minLength: 1, maxLength: 3 }), async (valuesToWrite) => {
+        const kv = service(new DelayedEngine(0));
+        await Promise.all(valuesToWrite.map((value) => kv.put('ns', key, Buffer.from(value))));
+        assert.deepEqual(text(await kv.get('ns', key)), [...valuesToWrite].sort());
+      }),
+      { numRuns: 50 },
+    );
+  });
+
+  it('kv: operations on different keys do not wait for each other while one key is serialized (10 keys, DelayedEngine 5 ms)', async () => {
+    const engine = new DelayedEngine(5);
+    let inFlight = 0;
+    let inFlightMax = 0;
+    const get = engine.get.bind(engine);
+    engine.get = async (bytes: Uint8Array) => {
+      inFlightMax = Math.max(inFlightMax, ++inFlight);
+      try {
+        return await get(bytes);
+      } finally {
+        inFlight--;
+      }
+    };
+    const kv = service(engine);
+    await Promise.all(Array.from({ length: 10 }, (_, index) => kv.put('ns', Buffer.from(`key-${index}`), Buffer.from('v'))));
+    assert.equal(inFlightMax, 10, 'every key read at once');
+    inFlightMax = 0;
+    await Promise.all(Array.from({ length: 10 }, () => kv.put('ns', key, Buffer.from('v'))));
+    assert.equal(inFlightMax, 1, 'writes to one key read it one at a time');
+  });
+});
