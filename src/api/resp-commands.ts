@@ -1,7 +1,6 @@
 import type { Result } from '../core/errors.js';
 import type { MaybePromise } from '../storage/engine.js';
-import type { KvService, ReadResult, WriteOutcome } from '../node/kv-service.js';
-import { newestSibling } from '../node/stored-object.js';
+import type { KvService, WriteOutcome } from '../node/kv-service.js';
 import type { RespWriter } from './resp-writer.js';
 
 /** Writes a reply that became known after the command waited for the engine. */
@@ -89,13 +88,13 @@ function writeFailure(out: RespWriter, result: { readonly code: string; readonly
   out.error(`${result.code} ${result.message}`);
 }
 
-function writeValue(out: RespWriter, result: Result<ReadResult | undefined>): void {
+function writeValue(out: RespWriter, result: Result<Uint8Array | undefined>): void {
   if (!result.ok) return writeFailure(out, result);
-  out.bulk(result.value === undefined ? null : (newestSibling(result.value.siblings)?.value ?? null));
+  out.bulk(result.value ?? null);
 }
 
 const get: Handler = (context, connection, args, out) =>
-  reply(context.kv.get(connection.namespace, args[1] as Buffer), out, writeValue);
+  reply(context.kv.getNewest(connection.namespace, args[1] as Buffer), out, writeValue);
 
 const set: Handler = (context, connection, args, out) => {
   let onlyIfAbsent = false;
@@ -144,7 +143,7 @@ const del: Handler = (context, connection, args, out) =>
 
 const exists: Handler = (context, connection, args, out) =>
   reply(
-    eachKey(args.slice(1), (key) => context.kv.get(connection.namespace, key)),
+    eachKey(args.slice(1), (key) => context.kv.getNewest(connection.namespace, key)),
     out,
     (later, results) => {
       const failed = results.find((result) => !result.ok);
@@ -155,7 +154,7 @@ const exists: Handler = (context, connection, args, out) =>
 
 const mget: Handler = (context, connection, args, out) =>
   reply(
-    eachKey(args.slice(1), (key) => context.kv.get(connection.namespace, key)),
+    eachKey(args.slice(1), (key) => context.kv.getNewest(connection.namespace, key)),
     out,
     (later, results) => {
       later.arrayHeader(results.length);

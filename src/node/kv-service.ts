@@ -3,7 +3,7 @@ import { clientWrite, join, overwrite, update, values, type VersionVector } from
 import { ErrorCode, failure, success, type Failure, type Result } from '../core/errors.js';
 import { then, type Engine, type MaybePromise } from '../storage/engine.js';
 import type { Clock } from '../world/clock.js';
-import { decodeContext, decodeHistory, decodeObject, encodeContext, encodeObject, type Sibling, type StoredObject } from './stored-object.js';
+import { decodeContext, decodeHistory, decodeNewestValue, decodeObject, encodeContext, encodeObject, type Sibling, type StoredObject } from './stored-object.js';
 import { namespaceRange, storageKey, userKey } from './storage-key.js';
 
 export interface KvLimits {
@@ -86,6 +86,19 @@ export class KvService {
     if (invalid !== undefined) return invalid;
     const engineKey = storageKey(namespace, key);
     return this.serialized(engineKey, () => then(this.engine.get(engineKey), (bytes) => success(readResult(bytes))));
+  }
+
+  /**
+   * The one value a client without sibling support sees (`newestSibling`), read without building
+   * the siblings: Redis GET, MGET and EXISTS. Undefined when absent or deleted.
+   */
+  getNewest(namespace: string, key: Uint8Array): MaybePromise<Result<Uint8Array | undefined>> {
+    const invalid = this.validate(namespace, key, undefined);
+    if (invalid !== undefined) return invalid;
+    const engineKey = storageKey(namespace, key);
+    return this.serialized(engineKey, () =>
+      then(this.engine.get(engineKey), (bytes) => success(bytes === undefined ? undefined : decodeNewestValue(bytes))),
+    );
   }
 
   put(namespace: string, key: Uint8Array, value: Uint8Array, options: WriteOptions = {}): MaybePromise<Result<WriteOutcome>> {

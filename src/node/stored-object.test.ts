@@ -2,11 +2,11 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import type { DvvSet, VersionVector } from '../core/dvv.js';
-import { decodeContext, decodeHistory, decodeObject, encodeContext, encodeObject, newestSibling, type Sibling } from './stored-object.js';
+import { decodeContext, decodeHistory, decodeNewestValue, decodeObject, encodeContext, encodeObject, newestSibling, type Sibling } from './stored-object.js';
 
 const sibling: fc.Arbitrary<Sibling> = fc.record({
   value: fc.option(fc.uint8Array({ maxLength: 300 }), { nil: null }),
-  writtenAtMs: fc.oneof(fc.nat(), fc.constant(Number.MAX_SAFE_INTEGER), fc.integer({ min: 1_600_000_000_000, max: 2_000_000_000_000 })),
+  writtenAtMs: fc.oneof(fc.integer({ min: 0, max: 2 }), fc.nat(), fc.constant(Number.MAX_SAFE_INTEGER), fc.integer({ min: 1_600_000_000_000, max: 2_000_000_000_000 })),
   contentType: fc.stringMatching(/^[\x20-\x7e]{0,40}$/),
 });
 
@@ -85,5 +85,19 @@ test('stored object: decodeHistory keeps actors and counters, drops values, and 
       assert.equal(present, live);
     }),
     { numRuns: 500 },
+  );
+});
+
+test('stored object: decodeNewestValue picks what newestSibling picks from the decoded object (random objects)', () => {
+  fc.assert(
+    fc.property(object, (set) => {
+      const bytes = encodeObject(set);
+      const decoded = decodeObject(bytes);
+      const expected = newestSibling([...decoded.anonymous, ...decoded.entries.flatMap((entry) => entry.values)]);
+      const fast = decodeNewestValue(bytes);
+      assert.equal(fast === undefined, expected === undefined);
+      if (fast !== undefined && expected?.value != null) assert.deepEqual([...fast], [...expected.value]);
+    }),
+    { numRuns: 1000 },
   );
 });

@@ -87,6 +87,33 @@ export function decodeHistory(bytes: Uint8Array): { readonly history: StoredObje
   return { history: { entries, anonymous }, present };
 }
 
+/**
+ * The value a plain Redis GET returns (the `newestSibling` rule) read straight from the encoded
+ * object, without building its siblings: the hot path of GET. Undefined when only tombstones
+ * are stored.
+ */
+export function decodeNewestValue(bytes: Uint8Array): Uint8Array | undefined {
+  const reader = new Reader(bytes);
+  assert(reader.byte() === objectFormatVersion, 'stored object has an unknown format version');
+  const best: Candidate = { value: undefined, writtenAtMs: -1, contentType: '' };
+  const entryCount = reader.varint();
+  for (let index = 0; index < entryCount; index++) {
+    reader.view(reader.varint());
+    reader.varint();
+    reader.newestOf(best);
+  }
+  reader.newestOf(best);
+  assert(reader.offset === bytes.length, 'stored object has trailing bytes');
+  return best.value;
+}
+
+/** The best live sibling seen so far while scanning an encoded object. */
+interface Candidate {
+  value: Uint8Array | undefined;
+  writtenAtMs: number;
+  contentType: string;
+}
+
 function siblingsLength(siblings: readonly Sibling[]): number {
   let length = varintLength(siblings.length);
   for (const sibling of siblings) {
@@ -218,6 +245,38 @@ class Reader {
       }
     }
     return live;
+  }
+
+  /** Steps over a sibling list, keeping in `best` the live sibling `newestSibling` would pick. */
+  newestOf(best: Candidate): void {
+    const count = this.varint();
+    for (let index = 0; index < count; index++) {
+      const flags = this.byte();
+      const writtenAtMs = this.varint();
+      const contentTypeLength = this.varint();
+      if ((flags & tombstoneFlag) !== 0) {
+        this.view(contentTypeLength);
+        continue;
+      }
+      const contentTypeStart = this.offset;
+      this.view(contentTypeLength);
+      const value = this.view(this.varint());
+      if (best.value !== undefined && writtenAtMs < best.writtenAtMs) continue;
+      const contentType = this.stringAt(contentTypeStart, contentTypeLength);
+      if (best.value === undefined || compareSiblings({ value, writtenAtMs, contentType }, best as Sibling) > 0) {
+        best.value = value;
+        best.writtenAtMs = writtenAtMs;
+        best.contentType = contentType;
+      }
+    }
+  }
+
+  private stringAt(start: number, length: number): string {
+    const saved = this.offset;
+    this.offset = start;
+    const text = this.latin1(length);
+    this.offset = saved;
+    return text;
   }
 
   siblings(): Sibling[] {
