@@ -1,8 +1,8 @@
 import type { AddressInfo } from 'node:net';
 import { fastify, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { assert } from '../core/assert.js';
-import { ErrorCode, RingkvError, type Failure } from '../core/errors.js';
-import type { KvService, WriteOptions } from '../node/kv-service.js';
+import { ErrorCode, RingkvError, type Failure, type Result } from '../core/errors.js';
+import type { KeyValueStore, QuorumOptions, WriteOptions } from '../node/kv-service.js';
 import type { Logger } from '../node/logger.js';
 import type { Sibling } from '../node/stored-object.js';
 import { SystemClock, type Clock } from '../world/clock.js';
@@ -26,7 +26,7 @@ export interface HttpServerOptions {
   readonly host: string;
   /** 0 picks a free port (tests); `port()` tells which. */
   readonly port: number;
-  readonly kv: KvService;
+  readonly kv: KeyValueStore;
   readonly logger: Logger;
   /** The request body limit; must equal the KvService limit so both reject the same values. */
   readonly valueBytesMax: number;
@@ -34,6 +34,8 @@ export interface HttpServerOptions {
   readonly isReady: () => boolean;
   /** GET /status answers with this object, as JSON. */
   readonly status: () => Record<string, unknown>;
+  /** Cluster administration (`ringkv status`, `ring`, `join`, `leave`); absent: 404. */
+  readonly admin?: AdminApi;
   /** Times the forced close in `stop`; default the system clock. */
   readonly clock?: Clock;
 }
@@ -73,8 +75,17 @@ const paramLengthMax = 16 * 1024;
 
 const octetStream = 'application/octet-stream';
 
+/** What the /admin routes ask of the node. */
+export interface AdminApi {
+  status(): Result<Record<string, unknown>>;
+  ring(): Result<Record<string, unknown>>;
+  join(seed: string): Promise<Result<void>>;
+  leave(nodeId: string | undefined): Promise<Result<void>>;
+}
+
 interface KeyRoute {
   Params: { namespace: string; key: string };
+  Querystring: Record<string, string | string[] | undefined>;
 }
 
 interface NamespaceRoute {
@@ -185,12 +196,32 @@ export class HttpServer {
       return reply.send({ status: 'ok' });
     });
     this.app.get('/status', async (_request, reply) => reply.send(this.options.status()));
+    const admin = this.options.admin;
+    if (admin !== undefined) this.registerAdminRoutes(admin);
+  }
+
+  private registerAdminRoutes(admin: AdminApi): void {
+    const send = (reply: FastifyReply, result: Result<unknown>): FastifyReply => (result.ok ? reply.send(result.value ?? { ok: true }) : sendFailure(reply, result));
+    this.app.get('/admin/status', async (_request, reply) => send(reply, admin.status()));
+    this.app.get('/admin/ring', async (_request, reply) => send(reply, admin.ring()));
+    this.app.post('/admin/join', async (request, reply) => {
+      const seed = jsonField(request.body, 'seed');
+      if (typeof seed !== 'string' || !/^[^:\s]+:\d{1,5}$/.test(seed)) return sendError(reply, ErrorCode.badRequest, 'give {"seed": "HOST:PEERPORT"}');
+      return send(reply, await admin.join(seed));
+    });
+    this.app.post('/admin/leave', async (request, reply) => {
+      const nodeId = jsonField(request.body, 'nodeId');
+      if (nodeId !== undefined && typeof nodeId !== 'string') return sendError(reply, ErrorCode.badRequest, 'nodeId must be a string');
+      return send(reply, await admin.leave(nodeId));
+    });
   }
 }
 
-async function getValue(kv: KvService, request: FastifyRequest<KeyRoute>, reply: FastifyReply): Promise<FastifyReply> {
+async function getValue(kv: KeyValueStore, request: FastifyRequest<KeyRoute>, reply: FastifyReply): Promise<FastifyReply> {
   const { namespace, key } = request.params;
-  const result = await kv.get(namespace, Buffer.from(key, 'utf8'));
+  const quorum = quorumOf(request);
+  if (typeof quorum === 'string') return sendError(reply, ErrorCode.badRequest, quorum);
+  const result = await kv.get(namespace, Buffer.from(key, 'utf8'), quorum);
   if (!result.ok) return sendFailure(reply, result);
   if (result.value === undefined) return sendError(reply, ErrorCode.notFound, `no value under ${namespace}/${key.slice(0, 200)}`);
   const siblings = orderSiblings(result.value.siblings);
@@ -205,7 +236,7 @@ async function getValue(kv: KvService, request: FastifyRequest<KeyRoute>, reply:
   return reply.code(300).send({ context: result.value.context, siblings: siblings.map(siblingJson) });
 }
 
-async function putValue(kv: KvService, request: FastifyRequest<KeyRoute>, reply: FastifyReply): Promise<FastifyReply> {
+async function putValue(kv: KeyValueStore, request: FastifyRequest<KeyRoute>, reply: FastifyReply): Promise<FastifyReply> {
   const { namespace, key } = request.params;
   const contentType = request.headers['content-type'] ?? '';
   if (Buffer.byteLength(contentType) > contentTypeBytesMax) {
@@ -213,23 +244,27 @@ async function putValue(kv: KvService, request: FastifyRequest<KeyRoute>, reply:
   }
   // No body at all (no Content-Type, no length) leaves `body` undefined: an empty value.
   const body = request.body instanceof Buffer ? request.body : Buffer.alloc(0);
+  const quorum = quorumOf(request);
+  if (typeof quorum === 'string') return sendError(reply, ErrorCode.badRequest, quorum);
   const options: WriteOptions = withContext({ contentType }, requestContext(request));
-  const result = await kv.put(namespace, Buffer.from(key, 'utf8'), body, options);
+  const result = await kv.put(namespace, Buffer.from(key, 'utf8'), body, { ...options, ...quorum });
   if (!result.ok) return sendFailure(reply, result);
   return reply.code(204).header(contextHeader, result.value.context).send();
 }
 
-async function deleteValue(kv: KvService, request: FastifyRequest<KeyRoute>, reply: FastifyReply): Promise<FastifyReply> {
+async function deleteValue(kv: KeyValueStore, request: FastifyRequest<KeyRoute>, reply: FastifyReply): Promise<FastifyReply> {
   const { namespace, key } = request.params;
   // Without a context, `curl -X DELETE` means "delete what is there": supersede everything stored.
   const context = requestContext(request) ?? 'current';
-  const result = await kv.delete(namespace, Buffer.from(key, 'utf8'), { context });
+  const quorum = quorumOf(request);
+  if (typeof quorum === 'string') return sendError(reply, ErrorCode.badRequest, quorum);
+  const result = await kv.delete(namespace, Buffer.from(key, 'utf8'), { context, ...quorum });
   if (!result.ok) return sendFailure(reply, result);
   // 204 whether or not there was a value, as Riak does: the end state is the same.
   return reply.code(204).send();
 }
 
-async function listKeys(kv: KvService, request: FastifyRequest<NamespaceRoute>, reply: FastifyReply): Promise<FastifyReply> {
+async function listKeys(kv: KeyValueStore, request: FastifyRequest<NamespaceRoute>, reply: FastifyReply): Promise<FastifyReply> {
   const limit = parseLimit(request.query.limit);
   if (typeof limit === 'string') return sendError(reply, ErrorCode.badRequest, limit);
   const after = request.query.after;
@@ -241,6 +276,29 @@ async function listKeys(kv: KvService, request: FastifyRequest<NamespaceRoute>, 
   const keys = result.value.slice(0, limit).map((key) => Buffer.from(key).toString('utf8'));
   const next = result.value.length > limit ? (keys[keys.length - 1] ?? null) : null;
   return reply.send({ keys, next });
+}
+
+/** A field of a JSON request body (bodies arrive as Buffers: every content type is raw here). */
+function jsonField(body: unknown, name: string): unknown {
+  if (!(body instanceof Buffer) || body.length === 0) return undefined;
+  try {
+    const parsed: unknown = JSON.parse(body.toString('utf8'));
+    return typeof parsed === 'object' && parsed !== null ? (parsed as Record<string, unknown>)[name] : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Per-request `n`, `r`, `w` query parameters (Riak's), or the reason they are refused. */
+function quorumOf(request: FastifyRequest<KeyRoute>): QuorumOptions | string {
+  const quorum: { n?: number; r?: number; w?: number } = {};
+  for (const name of ['n', 'r', 'w'] as const) {
+    const raw = request.query[name];
+    if (raw === undefined) continue;
+    if (typeof raw !== 'string' || !/^[1-8]$/.test(raw)) return `${name} must be an integer from 1 to 8`;
+    quorum[name] = Number(raw);
+  }
+  return quorum;
 }
 
 /** The limit query parameter, or the reason it is refused. */

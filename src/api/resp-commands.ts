@@ -1,6 +1,6 @@
 import type { Result } from '../core/errors.js';
 import type { MaybePromise } from '../storage/engine.js';
-import type { KvService, WriteOutcome } from '../node/kv-service.js';
+import type { KeyValueStore, QuorumOptions, WriteOutcome } from '../node/kv-service.js';
 import type { RespWriter } from './resp-writer.js';
 
 /** Writes a reply that became known after the command waited for the engine. */
@@ -14,6 +14,8 @@ export interface ConnectionState {
   resp3: boolean;
   /** Set by QUIT: the connection ends once the replies before it have left. */
   closing: boolean;
+  /** N/R/W for this connection's requests, set with RINGKV.QUORUM; empty: the namespace's. */
+  quorum: QuorumOptions;
 }
 
 export interface NodeInfo {
@@ -28,7 +30,7 @@ export interface NodeInfo {
 }
 
 export interface CommandContext {
-  readonly kv: KvService;
+  readonly kv: KeyValueStore;
   readonly node: NodeInfo;
   readonly defaultNamespace: string;
 }
@@ -94,7 +96,7 @@ function writeValue(out: RespWriter, result: Result<Uint8Array | undefined>): vo
 }
 
 const get: Handler = (context, connection, args, out) =>
-  reply(context.kv.getNewest(connection.namespace, args[1] as Buffer), out, writeValue);
+  reply(context.kv.getNewest(connection.namespace, args[1] as Buffer, connection.quorum), out, writeValue);
 
 const set: Handler = (context, connection, args, out) => {
   let onlyIfAbsent = false;
@@ -116,7 +118,7 @@ const set: Handler = (context, connection, args, out) => {
     return undefined;
   }
   // Redis semantics: SET replaces whatever the key holds, so it supersedes every sibling stored.
-  const result = context.kv.put(connection.namespace, args[1] as Buffer, args[2] as Buffer, { context: 'current', onlyIfAbsent, onlyIfPresent });
+  const result = context.kv.put(connection.namespace, args[1] as Buffer, args[2] as Buffer, { context: 'current', onlyIfAbsent, onlyIfPresent, ...connection.quorum });
   return reply(result, out, (later, outcome: Result<WriteOutcome>) => {
     if (!outcome.ok) return writeFailure(later, outcome);
     if (outcome.value.written) later.ok();
@@ -132,7 +134,7 @@ function eachKey<K, T>(keys: K[], operation: (key: K) => MaybePromise<T>): Maybe
 
 const del: Handler = (context, connection, args, out) =>
   reply(
-    eachKey(args.slice(1), (key) => context.kv.delete(connection.namespace, key, { context: 'current' })),
+    eachKey(args.slice(1), (key) => context.kv.delete(connection.namespace, key, { context: 'current', ...connection.quorum })),
     out,
     (later, outcomes) => {
       const failed = outcomes.find((outcome) => !outcome.ok);
@@ -143,7 +145,7 @@ const del: Handler = (context, connection, args, out) =>
 
 const exists: Handler = (context, connection, args, out) =>
   reply(
-    eachKey(args.slice(1), (key) => context.kv.getNewest(connection.namespace, key)),
+    eachKey(args.slice(1), (key) => context.kv.getNewest(connection.namespace, key, connection.quorum)),
     out,
     (later, results) => {
       const failed = results.find((result) => !result.ok);
@@ -154,7 +156,7 @@ const exists: Handler = (context, connection, args, out) =>
 
 const mget: Handler = (context, connection, args, out) =>
   reply(
-    eachKey(args.slice(1), (key) => context.kv.getNewest(connection.namespace, key)),
+    eachKey(args.slice(1), (key) => context.kv.getNewest(connection.namespace, key, connection.quorum)),
     out,
     (later, results) => {
       later.arrayHeader(results.length);
@@ -171,7 +173,7 @@ const mset: Handler = (context, connection, args, out) => {
   const pairs: [Buffer, Buffer][] = [];
   for (let index = 1; index < args.length; index += 2) pairs.push([args[index] as Buffer, args[index + 1] as Buffer]);
   return reply(
-    eachKey(pairs, ([key, value]) => context.kv.put(connection.namespace, key, value, { context: 'current' })),
+    eachKey(pairs, ([key, value]) => context.kv.put(connection.namespace, key, value, { context: 'current', ...connection.quorum })),
     out,
     (later, outcomes) => {
       const failed = outcomes.find((outcome) => !outcome.ok);
@@ -179,6 +181,44 @@ const mset: Handler = (context, connection, args, out) => {
       later.ok();
     },
   );
+};
+
+/**
+ * RINGKV.QUORUM [N n] [R r] [W w] | RESET: sets the replicas and quorums of this connection's
+ * requests (HTTP takes ?n=&r=&w=); without arguments, answers the current ones as a map.
+ */
+const quorum: Handler = (_context, connection, args, out) => {
+  if (args.length === 2 && (args[1] as Buffer).toString('latin1').toUpperCase() === 'RESET') {
+    connection.quorum = {};
+    out.ok();
+    return undefined;
+  }
+  if (args.length % 2 !== 1) {
+    out.error('ERR syntax error: RINGKV.QUORUM [N n] [R r] [W w] | RESET');
+    return undefined;
+  }
+  const next: { n?: number; r?: number; w?: number } = { ...connection.quorum };
+  for (let index = 1; index < args.length; index += 2) {
+    const name = (args[index] as Buffer).toString('latin1').toLowerCase();
+    const value = Number((args[index + 1] as Buffer).toString('latin1'));
+    if ((name !== 'n' && name !== 'r' && name !== 'w') || !Number.isInteger(value) || value < 1 || value > 8) {
+      out.error('ERR syntax error: RINGKV.QUORUM [N n] [R r] [W w] with values from 1 to 8');
+      return undefined;
+    }
+    next[name] = value;
+  }
+  if (args.length === 1) {
+    const shown = Object.entries(connection.quorum);
+    out.mapHeader(shown.length);
+    for (const [name, value] of shown) {
+      out.bulkText(name);
+      out.integer(value);
+    }
+    return undefined;
+  }
+  connection.quorum = next;
+  out.ok();
+  return undefined;
 };
 
 const ping: Handler = (_context, _connection, args, out) => {
@@ -357,6 +397,7 @@ const commandList: [string, CommandSpec][] = [
   ['dbsize', spec(1, ['readonly', 'fast'], [0, 0, 0], dbsize)],
   ['config', spec(-2, ['admin', 'noscript'], [0, 0, 0], config)],
   ['command', spec(-1, ['loading'], [0, 0, 0], command)],
+  ['ringkv.quorum', spec(-1, ['fast'], [0, 0, 0], quorum)],
 ];
 
 /** Lower-case names for COMMAND; both spellings for lookups (see executeCommand). */

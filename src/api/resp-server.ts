@@ -1,4 +1,5 @@
 import { createServer, type Server, type Socket } from 'node:net';
+import type { QuorumOptions } from '../node/kv-service.js';
 import type { Logger } from '../node/logger.js';
 import { RespParser, RespProtocolError, type RespParserLimits } from './resp-parser.js';
 import { RespWriter } from './resp-writer.js';
@@ -35,6 +36,7 @@ class RespConnection implements ConnectionState {
   namespace: string;
   name = '';
   closing = false;
+  quorum: QuorumOptions = {};
   readonly id: number;
   private readonly parser: RespParser;
   private readonly writer = new RespWriter();

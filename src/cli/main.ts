@@ -9,6 +9,8 @@ import { ringkvVersion } from '../node/version.js';
 import { SystemClock } from '../world/clock.js';
 import { NodeFileSystem } from '../world/file-system.js';
 import { createRandom } from '../world/random.js';
+import { registerAdminCommands } from './admin-commands.js';
+import { registerDevCommand } from './dev-cluster.js';
 
 /** Exit codes: 0 clean stop, 1 failure at run time, 2 bad usage or configuration. */
 const exitConfigInvalid = 2;
@@ -58,6 +60,8 @@ async function start(flags: Record<string, unknown>): Promise<void> {
   };
   installSignalHandlers(logger, (signal) => void shutdown(signal, 0));
   const world = { clock: new SystemClock(), random: createRandom(), fs: new NodeFileSystem(), logger };
+  // Clock timers do not hold the process open; while services start (and retry) nothing else may.
+  const holdOpen = setInterval(() => {}, 60_000);
   try {
     node = await RingkvNode.start(config, world, (reason) => {
       // During start-up, start() itself rejects with the cause and is reported below.
@@ -74,6 +78,8 @@ async function start(flags: Record<string, unknown>): Promise<void> {
     if (path !== undefined) fail(`cannot use the data directory: ${code ?? 'error'} on ${path} (${(cause as Error).message})`, exitFailure);
     logger.fatal({ err: error }, 'node failed to start');
     process.exit(exitFailure);
+  } finally {
+    clearInterval(holdOpen);
   }
 }
 
@@ -105,6 +111,8 @@ function buildProgram(): Command {
     startCommand.addOption(new Option(`--${spec.flag} <value>`, `${spec.doc}${shown} [env: ${environmentVariable(key)}]`));
   }
   startCommand.action((flags: Record<string, unknown>) => start(flags));
+  registerDevCommand(program);
+  registerAdminCommands(program);
   return program;
 }
 

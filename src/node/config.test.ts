@@ -41,6 +41,10 @@ test('config: an invalid value names its option and source in one line', () => {
     [{ file: { nosuch: 1 } }, /^invalid config file: unknown option "nosuch"/],
     [{ flags: { nodeId: 'has space' } }, /^invalid --node-id: must be 1-64 characters/],
     [{ flags: { engine: 'rocks' } }, /^invalid --engine/],
+    [{ flags: { r: '4' } }, /^invalid --r: must be at most --n-val \(3\), got 4/],
+    [{ flags: { nVal: '1' } }, /^invalid --r: must be at most --n-val \(1\), got 2/],
+    [{ flags: { join: 'nohost' } }, /^invalid --join: must be HOST:PEERPORT/],
+    [{ flags: { partitionCount: '100' } }, /^invalid --partition-count: must be a power of two/],
   ];
   for (const [sources, pattern] of cases) {
     const config = resolve(sources);

@@ -30,6 +30,18 @@ export const configOptions = {
   httpPort: option('http-port', port, 8098, 'Port of the HTTP/JSON API.'),
   respPort: option('resp-port', port, 6380, 'Port of the Redis protocol (RESP2/RESP3) listener.'),
   peerPort: option('peer-port', port, 7800, 'Port for node-to-node traffic (unused until the cluster exists).'),
+  join: option('join', z.string().regex(/^$|^[^,\s]+:\d{1,5}(,[^,\s]+:\d{1,5})*$/, 'must be HOST:PEERPORT[,HOST:PEERPORT...]'), '',
+    'Seed nodes to join at start, as HOST:PEERPORT, comma-separated. Empty: start (or restart) on its own.'),
+  datacenter: option('datacenter', z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 characters of [A-Za-z0-9_.-]'), 'dc1', 'Datacenter of this node; replicas are spread over datacenters first.'),
+  weight: option('weight', z.coerce.number().int().min(1).max(1000), 1, 'Relative share of partitions this node claims (a node of weight 2 owns twice as many).'),
+  partitionCount: option('partition-count', z.coerce.number().int().refine((count) => count >= 8 && count <= 4096 && (count & (count - 1)) === 0, 'must be a power of two from 8 to 4096'), 256,
+    'Q, the number of partitions of a new cluster (fixed at creation; a joining node takes the cluster\'s).'),
+  nVal: option('n-val', z.coerce.number().int().min(1).max(8), 3, 'Default replicas per key (N) for namespaces that do not set their own.'),
+  r: option('r', z.coerce.number().int().min(1).max(8), 2, 'Default read quorum (R).'),
+  w: option('w', z.coerce.number().int().min(1).max(8), 2, 'Default write quorum (W).'),
+  requestTimeoutMs: option('request-timeout-ms', positiveInt.max(600_000), 5000, 'A coordinated read or write that has not met its quorum by then fails with UNAVAILABLE.'),
+  gossipIntervalMs: option('gossip-interval-ms', positiveInt.max(60_000), 1000, 'How often a node gossips its membership view to a random peer.'),
+  phiThreshold: option('phi-threshold', z.coerce.number().positive().max(100), 8, 'A peer whose phi-accrual suspicion exceeds this is considered down (Cassandra\'s default 8).'),
   engine: option('engine', z.enum(['memory']), 'memory', 'Storage engine. `memory` keeps data in process memory only: it is lost when the node stops (the durable `lsm` engine comes next).'),
   defaultNamespace: option('default-namespace', z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 characters of [A-Za-z0-9_.-]'), 'default',
     'Namespace used by Redis clients until they pick another with `SELECT <name>`.'),
@@ -83,7 +95,13 @@ export function resolveConfig(sources: ConfigSources): Result<Config> {
     }
     resolved[key] = parsed.data;
   }
-  return success({ nodeId: undefined, ...resolved } as Config);
+  const config = { nodeId: undefined, ...resolved } as Config;
+  for (const quorum of ['r', 'w'] as const) {
+    if (config[quorum] > config.nVal) {
+      return failure(ErrorCode.configInvalid, `invalid --${quorum}: must be at most --n-val (${config.nVal}), got ${config[quorum]}`);
+    }
+  }
+  return success(config);
 }
 
 function normalizeFileKeys(file: Readonly<Record<string, unknown>>): Result<Partial<Record<ConfigKey, unknown>>> {

@@ -1,5 +1,5 @@
 import { assert } from '../core/assert.js';
-import { clientWrite, join, overwrite, update, values, type VersionVector } from '../core/dvv.js';
+import { clientWrite, join, overwrite, sync, update, values, type VersionVector } from '../core/dvv.js';
 import { ErrorCode, failure, success, type Failure, type Result } from '../core/errors.js';
 import { then, type Engine, type MaybePromise } from '../storage/engine.js';
 import type { Clock } from '../world/clock.js';
@@ -39,6 +39,27 @@ export interface WriteOutcome {
   readonly previouslyPresent: boolean;
   /** The context of the stored object after the operation (encoded on demand). */
   readonly context: string;
+  /** The stored object after the operation, encoded (what the other replicas merge), if any. */
+  readonly encoded: Uint8Array | undefined;
+}
+
+/** Per-request quorum settings; absent ones come from the namespace (cluster coordinator only). */
+export interface QuorumOptions {
+  readonly n?: number;
+  readonly r?: number;
+  readonly w?: number;
+}
+
+/**
+ * What the client-facing APIs (HTTP, RESP) read and write through: the local store on a single
+ * node, the quorum coordinator in a cluster (src/node/coordinator.ts).
+ */
+export interface KeyValueStore {
+  get(namespace: string, key: Uint8Array, options?: QuorumOptions): MaybePromise<Result<ReadResult | undefined>>;
+  getNewest(namespace: string, key: Uint8Array, options?: QuorumOptions): MaybePromise<Result<Uint8Array | undefined>>;
+  put(namespace: string, key: Uint8Array, value: Uint8Array, options?: WriteOptions & QuorumOptions): MaybePromise<Result<WriteOutcome>>;
+  delete(namespace: string, key: Uint8Array, options?: Pick<WriteOptions, 'context'> & QuorumOptions): MaybePromise<Result<WriteOutcome>>;
+  keys(namespace: string, options: { readonly limit: number; readonly after?: Uint8Array }): Promise<Result<Uint8Array[]>>;
 }
 
 const namespacePattern = /^[A-Za-z0-9_.-]{1,64}$/;
@@ -52,7 +73,7 @@ const contentTypeLengthMax = 256;
  * read-modify-write is serialized: when the engine answers synchronously the whole update runs
  * without yielding; when it does not, later operations on that key wait for it.
  */
-export class KvService {
+export class KvService implements KeyValueStore {
   private readonly inFlight = new Map<string, Promise<unknown>>();
   /** Namespaces already checked against the pattern; bounded, as clients choose the names. */
   private readonly validNamespaces = new Set<string>();
@@ -86,6 +107,31 @@ export class KvService {
     if (invalid !== undefined) return invalid;
     const engineKey = storageKey(namespace, key);
     return this.serialized(engineKey, () => then(this.engine.get(engineKey), (bytes) => success(readResult(bytes))));
+  }
+
+  /** The stored object of a key, encoded, for a coordinator that merges replicas' answers. */
+  readObject(namespace: string, key: Uint8Array): MaybePromise<Result<Uint8Array | undefined>> {
+    const invalid = this.validate(namespace, key, undefined);
+    if (invalid !== undefined) return invalid;
+    const engineKey = storageKey(namespace, key);
+    return this.serialized(engineKey, () => then(this.engine.get(engineKey), (bytes) => success(bytes)));
+  }
+
+  /**
+   * Merges an object another replica holds (replication of a coordinated write, read repair):
+   * the stored object becomes the DVV sync of both, so nothing either side holds is lost.
+   */
+  mergeObject(namespace: string, key: Uint8Array, incoming: Uint8Array): MaybePromise<Result<void>> {
+    const invalid = this.validate(namespace, key, undefined);
+    if (invalid !== undefined) return invalid;
+    const engineKey = storageKey(namespace, key);
+    const theirs = decodeObject(incoming);
+    return this.serialized(engineKey, () =>
+      then(this.engine.get(engineKey), (bytes) => {
+        const merged = bytes === undefined ? theirs : sync(decodeObject(bytes), theirs);
+        return then(this.engine.put(engineKey, bytes === undefined ? incoming : encodeObject(merged)), () => success(undefined));
+      }),
+    );
   }
 
   /**
@@ -174,7 +220,7 @@ export class KvService {
       // Deleting what is not there leaves nothing to supersede (a cluster replica will still
       // record the tombstone: another replica may hold the value).
       (sibling.value === null && !present);
-    if (skip) return success(new Outcome(false, present, stored));
+    if (skip) return success(new Outcome(false, present, stored, storedBytes));
     const next =
       context === 'current'
         ? overwrite(stored, this.options.actor, sibling)
@@ -185,8 +231,9 @@ export class KvService {
     if (siblingCount > this.options.limits.siblingsMax) {
       return failure(ErrorCode.tooManySiblings, `the write would leave ${siblingCount} siblings (limit ${this.options.limits.siblingsMax}); read the key and write back with its context`);
     }
-    const outcome = success(new Outcome(true, present, next));
-    return then(this.engine.put(engineKey, encodeObject(next)), () => outcome);
+    const encoded = encodeObject(next);
+    const outcome = success(new Outcome(true, present, next, encoded));
+    return then(this.engine.put(engineKey, encoded), () => outcome);
   }
 
   /** Runs `operation` after any unfinished operation on the same key. */
@@ -246,6 +293,7 @@ class Outcome implements WriteOutcome {
     readonly written: boolean,
     readonly previouslyPresent: boolean,
     private readonly object: StoredObject | undefined,
+    readonly encoded: Uint8Array | undefined,
   ) {}
 
   get context(): string {
@@ -254,8 +302,11 @@ class Outcome implements WriteOutcome {
 }
 
 function readResult(bytes: Uint8Array | undefined): ReadResult | undefined {
-  if (bytes === undefined) return undefined;
-  const object: StoredObject = decodeObject(bytes);
+  return bytes === undefined ? undefined : readResultOf(decodeObject(bytes));
+}
+
+/** What a reader of `object` sees: its live siblings and its context; undefined when none live. */
+export function readResultOf(object: StoredObject): ReadResult | undefined {
   const live = values(object).filter((sibling) => sibling.value !== null);
   if (live.length === 0) return undefined;
   return new Read(live, object);

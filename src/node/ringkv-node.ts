@@ -9,6 +9,7 @@ import { MemoryEngine } from '../storage/memory-engine.js';
 import type { Clock } from '../world/clock.js';
 import type { FileSystem } from '../world/file-system.js';
 import type { Config } from './config.js';
+import { ClusterService } from './cluster-service.js';
 import { KvService } from './kv-service.js';
 import type { Logger } from './logger.js';
 import { resolveNodeId } from './node-identity.js';
@@ -38,6 +39,7 @@ export class RingkvNode {
   /** Made anew by each start of the http service (a server is started once). */
   private httpServer: HttpServer | undefined;
   readonly resp: RespServer;
+  readonly cluster: ClusterService;
   private readonly supervisor: Supervisor;
 
   private constructor(
@@ -59,6 +61,7 @@ export class RingkvNode {
       onEscalate,
     });
     const logger = world.logger;
+    this.cluster = new ClusterService(config, nodeId, kv, world);
     this.resp = new RespServer({
       host: config.host,
       port: config.respPort,
@@ -70,7 +73,7 @@ export class RingkvNode {
         inlineBytesMax: 64 * 1024,
       },
       defaultNamespace: config.defaultNamespace,
-      commands: { kv, node: this.nodeInfo(), defaultNamespace: config.defaultNamespace },
+      commands: { kv: this.cluster.store, node: this.nodeInfo(), defaultNamespace: config.defaultNamespace },
       logger,
     });
   }
@@ -85,12 +88,13 @@ export class RingkvNode {
     this.httpServer = new HttpServer({
       host: this.config.host,
       port: this.config.httpPort,
-      kv: this.kv,
+      kv: this.cluster.store,
       logger: this.world.logger,
       clock: this.world.clock,
       valueBytesMax: this.config.valueBytesMax,
       isReady: () => this.stopping === undefined && this.supervisor.status().every((child) => child.state === 'running'),
       status: () => this.status(),
+      admin: this.cluster.adminApi(),
     });
     await this.httpServer.start();
   }
@@ -104,7 +108,14 @@ export class RingkvNode {
     const node = new RingkvNode(config, nodeId.value, world, kv, onEscalate);
     await node.supervisor.start(node.services());
     world.logger.info(
-      { nodeId: nodeId.value, http: `http://${config.host}:${node.http.port()}`, resp: `${config.host}:${node.resp.port()}`, engine: config.engine, dataDir: config.dataDir },
+      {
+        nodeId: nodeId.value,
+        http: `http://${config.host}:${node.http.port()}`,
+        resp: `${config.host}:${node.resp.port()}`,
+        peer: `${config.host}:${node.cluster.peerPort ?? config.peerPort}`,
+        engine: config.engine,
+        dataDir: config.dataDir,
+      },
       'ringkv node ready',
     );
     return node;
@@ -127,6 +138,8 @@ export class RingkvNode {
       dataBytes: stats?.sizeBytes ?? 0,
       respConnections: this.resp.connectionCount,
       respCommandsProcessed: this.resp.commandsProcessed,
+      peerPort: this.cluster.peerPort ?? null,
+      ring: this.cluster.membership === undefined ? null : { partitionCount: this.cluster.membership.ring.partitionCount, epoch: this.cluster.membership.ring.epoch },
       services: this.supervisor.status(),
     };
   }
@@ -167,6 +180,7 @@ export class RingkvNode {
           await this.engine?.close();
         },
       },
+      { name: 'cluster', start: () => this.cluster.start(), stop: () => this.cluster.stop() },
       { name: 'http', start: () => this.startHttp(), stop: async () => this.httpServer?.stop(timeoutMs) },
       { name: 'resp', start: (context) => this.resp.start((error) => context.fail(error)), stop: () => this.resp.stop(timeoutMs) },
     ];

@@ -1,31 +1,25 @@
 /**
- * The network between nodes. Peers exchange framed messages; the TCP implementation (src/net/)
- * and the simulator's in-memory network both implement this interface, and one conformance
- * suite will run against both. A single node (this release) starts no transport; the interface
- * is fixed now so that the cluster does not rewrite the node runtime.
+ * The network between nodes: DESIGN.md's `Transport`. It is the `PeerMessenger` interface of
+ * src/net/peer-messenger.ts — request/response with correlation ids and timeouts, one-way
+ * notifications, typed RpcError codes — re-exported here beside Clock, Random and FileSystem.
+ *
+ * Two implementations, one conformance suite (src/net/messenger-conformance.ts):
+ * - real: TCP with length-prefixed MessagePack frames, a versioned handshake, reconnect with
+ *   capped back-off and bounded send queues (src/net/tcp-messenger.ts);
+ * - simulated: the in-memory network (src/net/memory-messenger.ts), delivered through an
+ *   injected Clock, with partitions; the simulator (src/sim/) drives it on virtual time and is
+ *   the one that adds seeded loss and delay.
+ * Node code depends on this interface only, never on a concrete messenger.
  */
-export interface PeerAddress {
-  readonly host: string;
-  readonly port: number;
-}
-
-export interface InboundMessage {
-  /** The sending node's id, as given in its handshake. */
-  readonly fromNodeId: string;
-  readonly payload: Uint8Array;
-}
-
-export type SendOutcome =
-  /** Queued for delivery; delivery is not guaranteed (the peer may be down). */
-  | 'queued'
-  /** The send queue to that peer is full: back off (back-pressure, never unbounded memory). */
-  | 'queue-full';
-
-export interface Transport {
-  /** Starts listening; `onMessage` is called for every message that arrives. */
-  start(onMessage: (message: InboundMessage) => void): Promise<void>;
-  /** Sends one message to a peer, connecting (and reconnecting with back-off) as needed. */
-  send(to: PeerAddress, payload: Uint8Array): SendOutcome;
-  /** Stops listening and closes every connection. */
-  close(): Promise<void>;
-}
+export type {
+  MessageBody,
+  NotifyOutcome,
+  PeerAddress,
+  PeerIdentity,
+  PeerMessenger,
+  PeerMessenger as Transport,
+  RequestHandler,
+  RequestOptions,
+  RpcErrorCode,
+} from '../net/peer-messenger.js';
+export { RpcError, addressKey, isRpcError } from '../net/peer-messenger.js';

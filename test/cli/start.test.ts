@@ -94,7 +94,7 @@ describe('cli: ringkv start', () => {
   it('cli: a port in use is a clear error, not a stack trace', async () => {
     const first = await startNode();
     try {
-      const result = await runCli(['start', '--data-dir', temporaryDirectory(), '--resp-port', String(first.respPort), '--http-port', String(await freePort())]);
+      const result = await runCli(['start', '--data-dir', temporaryDirectory(), '--resp-port', String(first.respPort), '--http-port', String(await freePort()), '--peer-port', String(await freePort())]);
       assert.equal(result.code, 1);
       assert.match(result.stderr, /^ringkv: cannot listen: .*EADDRINUSE/m);
     } finally {

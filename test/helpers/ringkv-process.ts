@@ -55,6 +55,7 @@ export interface RunningNode {
   readonly dataDir: string;
   readonly httpPort: number;
   readonly respPort: number;
+  readonly peerPort: number;
   readonly baseUrl: string;
   /** Every JSON log line so far. */
   readonly logs: Record<string, unknown>[];
@@ -67,9 +68,10 @@ export async function startNode(options: { dataDir?: string; args?: readonly str
   const dataDir = options.dataDir ?? temporaryDirectory();
   const httpPort = await freePort();
   const respPort = await freePort();
+  const peerPort = await freePort();
   const child = spawn(process.execPath, [
     '--import', 'tsx', cliEntry, 'start', '--data-dir', dataDir, '--http-port', String(httpPort),
-    '--resp-port', String(respPort), '--log-format', 'json', ...(options.args ?? []),
+    '--resp-port', String(respPort), '--peer-port', String(peerPort), '--log-format', 'json', ...(options.args ?? []),
   ], { env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: Record<string, unknown>[] = [];
   let stderr = '';
@@ -99,6 +101,7 @@ export async function startNode(options: { dataDir?: string; args?: readonly str
     dataDir,
     httpPort,
     respPort,
+    peerPort,
     baseUrl: `http://127.0.0.1:${httpPort}`,
     logs,
     stop: (signal = 'SIGTERM') => {

@@ -12,7 +12,7 @@ import { freePort, temporaryDirectory } from '../helpers/ringkv-process.js';
 
 async function startTestNode(flags: Record<string, unknown>, onEscalate: (reason: EscalationReason) => void = () => {}): Promise<RingkvNode> {
   const config = resolveConfig({
-    flags: { dataDir: temporaryDirectory(), httpPort: await freePort(), respPort: await freePort(), ...flags },
+    flags: { dataDir: temporaryDirectory(), httpPort: await freePort(), respPort: await freePort(), peerPort: await freePort(), ...flags },
     environment: {},
     file: undefined,
   });
@@ -71,7 +71,7 @@ describe('node: services under the supervisor', () => {
       assert.equal(escalations.length, 1);
       assert.equal(escalations[0]?.service, 'resp');
       const states = (node.status()['services'] as { name: string; state: string }[]).map((service) => `${service.name}:${service.state}`);
-      assert.deepEqual(states, ['engine:stopped', 'http:stopped', 'resp:failed']);
+      assert.deepEqual(states, ['engine:stopped', 'cluster:stopped', 'http:stopped', 'resp:failed']);
     } finally {
       clearInterval(keepAlive);
       await node.stop();

@@ -1,0 +1,145 @@
+import type { AdminApi } from '../api/http-server.js';
+import { ErrorCode, failure, success, type Failure } from '../core/errors.js';
+import type { Random } from '../core/random.js';
+import type { PeerAddress, PeerMessenger } from '../net/peer-messenger.js';
+import { createTcpMessenger } from '../net/tcp-messenger.js';
+import type { Clock } from '../world/clock.js';
+import type { FileSystem } from '../world/file-system.js';
+import { ClusterMembership } from './cluster-membership.js';
+import type { Config } from './config.js';
+import { Coordinator } from './coordinator.js';
+import type { KeyValueStore, KvService } from './kv-service.js';
+import type { Logger } from './logger.js';
+
+export interface ClusterWorld {
+  readonly clock: Clock;
+  readonly random: Random;
+  readonly fs: FileSystem;
+  readonly logger: Logger;
+}
+
+/** Parses the --join list: HOST:PORT[,HOST:PORT...] (validated by the config schema). */
+export function parseSeeds(join: string): PeerAddress[] {
+  if (join === '') return [];
+  return join.split(',').map((entry) => {
+    const at = entry.lastIndexOf(':');
+    return { host: entry.slice(0, at), port: Number(entry.slice(at + 1)) };
+  });
+}
+
+/**
+ * The node's part in the cluster, as one supervised service: the peer messenger on
+ * --peer-port, the membership (gossip, failure detection, claim) and the coordinator. While it
+ * is not running, `store` answers UNAVAILABLE rather than serve from this node alone.
+ */
+export class ClusterService {
+  private messenger: PeerMessenger | undefined;
+  private membershipValue: ClusterMembership | undefined;
+  private coordinator: Coordinator | undefined;
+  /** What the client APIs read and write through; stable across restarts of this service. */
+  readonly store: KeyValueStore;
+
+  constructor(
+    private readonly config: Config,
+    private readonly nodeId: string,
+    private readonly local: KvService,
+    private readonly world: ClusterWorld,
+  ) {
+    const unavailable = (): Failure => failure(ErrorCode.unavailable, 'the cluster service of this node is not running (starting or restarting)');
+    this.store = {
+      get: (namespace, key, options) => this.coordinator?.get(namespace, key, options) ?? unavailable(),
+      getNewest: (namespace, key, options) => this.coordinator?.getNewest(namespace, key, options) ?? unavailable(),
+      put: (namespace, key, value, options) => this.coordinator?.put(namespace, key, value, options) ?? unavailable(),
+      delete: (namespace, key, options) => this.coordinator?.delete(namespace, key, options) ?? unavailable(),
+      keys: async (namespace, options) => (await this.coordinator?.keys(namespace, options)) ?? unavailable(),
+    };
+  }
+
+  get membership(): ClusterMembership | undefined {
+    return this.membershipValue;
+  }
+
+  get peerPort(): number | undefined {
+    return this.messenger?.self.address.port;
+  }
+
+  async start(): Promise<void> {
+    const { config, world } = this;
+    const messenger = createTcpMessenger({ nodeId: this.nodeId, host: config.host, port: config.peerPort, clock: world.clock, logger: world.logger });
+    await messenger.start();
+    this.messenger = messenger;
+    try {
+      const membership = await ClusterMembership.open({
+        self: { nodeId: this.nodeId, address: messenger.self.address, datacenter: config.datacenter, weight: config.weight },
+        partitionCount: config.partitionCount,
+        nVal: config.nVal,
+        seeds: parseSeeds(config.join),
+        gossipIntervalMs: config.gossipIntervalMs,
+        phiThreshold: config.phiThreshold,
+        messenger,
+        ...world,
+        dataDir: config.dataDir,
+      });
+      this.coordinator = new Coordinator({
+        self: this.nodeId,
+        local: this.local,
+        membership,
+        messenger,
+        clock: world.clock,
+        logger: world.logger,
+        defaults: { n: config.nVal, r: config.r, w: config.w },
+        requestTimeoutMs: config.requestTimeoutMs,
+      });
+      membership.start();
+      this.membershipValue = membership;
+    } catch (error) {
+      await messenger.close();
+      this.messenger = undefined;
+      throw error;
+    }
+  }
+
+  /** The /admin routes of the HTTP API. */
+  adminApi(): AdminApi {
+    const notRunning = (): Failure => failure(ErrorCode.unavailable, 'the cluster service of this node is not running');
+    return {
+      status: () => {
+        const membership = this.membershipValue;
+        if (membership === undefined) return notRunning();
+        const ring = membership.ring;
+        return success({ nodeId: this.nodeId, ring: { partitionCount: ring.partitionCount, epoch: ring.epoch, claimant: ring.claimant }, members: membership.report() });
+      },
+      ring: () => {
+        const ring = this.membershipValue?.ring;
+        if (ring === undefined) return notRunning();
+        return success({ partitionCount: ring.partitionCount, epoch: ring.epoch, claimant: ring.claimant, owners: [...ring.owners] });
+      },
+      join: async (seed) => {
+        const membership = this.membershipValue;
+        if (membership === undefined) return notRunning();
+        try {
+          await membership.joinThrough(parseSeeds(seed));
+          return success(undefined);
+        } catch (error) {
+          return failure(ErrorCode.unavailable, (error as Error).message);
+        }
+      },
+      leave: async (nodeId) => {
+        const membership = this.membershipValue;
+        if (membership === undefined) return notRunning();
+        const leaving = nodeId ?? this.nodeId;
+        if (membership.current.members.every((member) => member.nodeId !== leaving)) return failure(ErrorCode.notFound, `no member ${leaving} in this cluster`);
+        await membership.leave(leaving);
+        return success(undefined);
+      },
+    };
+  }
+
+  async stop(): Promise<void> {
+    this.membershipValue?.stop();
+    this.coordinator = undefined;
+    this.membershipValue = undefined;
+    await this.messenger?.close();
+    this.messenger = undefined;
+  }
+}

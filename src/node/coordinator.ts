@@ -1,0 +1,393 @@
+import { assert } from '../core/assert.js';
+import { join, type DvvSet } from '../core/dvv.js';
+import { ErrorCode, failure, success, type Failure, type Result } from '../core/errors.js';
+import * as getCoordinator from '../core/get-coordinator.js';
+import { preferenceList, type PreferenceEntry } from '../core/preference-list.js';
+import * as putCoordinator from '../core/put-coordinator.js';
+import { keyPartition } from '../core/token.js';
+import type { MessageBody, PeerMessenger } from '../net/peer-messenger.js';
+import type { MaybePromise } from '../storage/engine.js';
+import type { Clock } from '../world/clock.js';
+import type { ClusterMembership } from './cluster-membership.js';
+import {
+  readResultOf,
+  type KeyValueStore,
+  type KvService,
+  type QuorumOptions,
+  type ReadResult,
+  type WriteOptions,
+  type WriteOutcome,
+} from './kv-service.js';
+import type { Logger } from './logger.js';
+import { decodeObject, encodeContext, encodeObject, newestSibling, type Sibling, type StoredObject } from './stored-object.js';
+
+/** Peer message types of the replica protocol. */
+export const replicaMessages = {
+  get: 'replica.get',
+  coordinate: 'replica.coordinate',
+  merge: 'replica.merge',
+  keys: 'replica.keys',
+} as const;
+
+export interface QuorumDefaults {
+  readonly n: number;
+  readonly r: number;
+  readonly w: number;
+}
+
+export interface CoordinatorOptions {
+  readonly self: string;
+  readonly local: KvService;
+  readonly membership: ClusterMembership;
+  readonly messenger: PeerMessenger;
+  readonly clock: Clock;
+  readonly logger: Logger;
+  readonly defaults: QuorumDefaults;
+  readonly requestTimeoutMs: number;
+}
+
+/** The largest N a request may ask for (claim's spacing bound). */
+const nMax = 8;
+
+interface CoordinateBody {
+  readonly namespace: string;
+  readonly key: Uint8Array;
+  readonly value: Uint8Array | null;
+  readonly options: WriteOptions;
+}
+
+interface EncodedOutcome {
+  readonly written: boolean;
+  readonly previouslyPresent: boolean;
+  readonly encoded: Uint8Array | null;
+}
+
+/**
+ * The coordinator of a cluster node (Dynamo §4.5): any node takes any request, sends it to the
+ * N replicas of the key's preference list in parallel, answers once R replies / W acks are in
+ * (the quorum state machines of src/core/), and repairs stale replicas in the background.
+ *
+ * A write is applied first on one replica, the coordinating replica — this node when it is in
+ * the preference list, else the list's first — which gives the new version its dot (its node id
+ * is the DVV actor); the resulting object is then merged into the other replicas. So every
+ * version is created by a node, never by a client, and concurrent writes become siblings.
+ */
+export class Coordinator implements KeyValueStore {
+  /** Distinct owners of the ring, by epoch: computed once per ring. */
+  private owners = { epoch: -1, count: 0, onlySelf: false };
+
+  constructor(private readonly options: CoordinatorOptions) {
+    this.registerHandlers();
+  }
+
+  get(namespace: string, key: Uint8Array, quorum: QuorumOptions = {}): MaybePromise<Result<ReadResult | undefined>> {
+    if (this.servesAlone(quorum)) return this.options.local.get(namespace, key);
+    return this.read(namespace, key, quorum).then((result) => {
+      if (!result.ok) return result;
+      return success(result.value === undefined ? undefined : readResultOf(result.value));
+    });
+  }
+
+  getNewest(namespace: string, key: Uint8Array, quorum: QuorumOptions = {}): MaybePromise<Result<Uint8Array | undefined>> {
+    if (this.servesAlone(quorum)) return this.options.local.getNewest(namespace, key);
+    return this.read(namespace, key, quorum).then((result) => {
+      if (!result.ok) return result;
+      const read = result.value === undefined ? undefined : readResultOf(result.value);
+      return success(read === undefined ? undefined : (newestSibling(read.siblings)?.value ?? undefined));
+    });
+  }
+
+  put(namespace: string, key: Uint8Array, value: Uint8Array, options: WriteOptions & QuorumOptions = {}): MaybePromise<Result<WriteOutcome>> {
+    if (this.servesAlone(options)) return this.options.local.put(namespace, key, value, writeOptionsOf(options));
+    return this.write({ namespace, key, value, options: writeOptionsOf(options) }, options);
+  }
+
+  /**
+   * Deletes what the client saw (its context) or, without one, what a read quorum sees now: the
+   * tombstone supersedes exactly that, so a concurrent write elsewhere survives.
+   */
+  delete(namespace: string, key: Uint8Array, options: Pick<WriteOptions, 'context'> & QuorumOptions = {}): MaybePromise<Result<WriteOutcome>> {
+    if (this.servesAlone(options)) return this.options.local.delete(namespace, key, options.context === undefined ? {} : { context: options.context });
+    return this.deleteCoordinated(namespace, key, options);
+  }
+
+  private async deleteCoordinated(namespace: string, key: Uint8Array, options: Pick<WriteOptions, 'context'> & QuorumOptions): Promise<Result<WriteOutcome>> {
+    if (options.context !== undefined && options.context !== 'current') {
+      return this.write({ namespace, key, value: null, options: { context: options.context } }, options);
+    }
+    const seen = await this.read(namespace, key, options);
+    if (!seen.ok) return seen;
+    if (seen.value === undefined || readResultOf(seen.value) === undefined) {
+      return success({ written: false, previouslyPresent: false, context: '', encoded: undefined });
+    }
+    return this.write({ namespace, key, value: null, options: { context: encodeContext(join(seen.value)) } }, options);
+  }
+
+  /** Keys of a namespace across the cluster: every member's keys, merged in order. */
+  async keys(namespace: string, options: { readonly limit: number; readonly after?: Uint8Array }): Promise<Result<Uint8Array[]>> {
+    const members = this.options.membership.current.members.filter((member) => member.status !== 'removed' && this.options.membership.isUp(member.nodeId));
+    const answers = await Promise.all(
+      members.map((member) =>
+        member.nodeId === this.options.self
+          ? this.options.local.keys(namespace, options)
+          : this.ask(member.nodeId, replicaMessages.keys, { namespace, limit: options.limit, after: options.after ?? null }).then(
+              (reply) => success((reply as Uint8Array[]).map((bytes) => Buffer.from(bytes))),
+              (error: unknown) => failure(ErrorCode.unavailable, `listing keys on ${member.nodeId} failed: ${String(error)}`),
+            ),
+      ),
+    );
+    const failed = answers.find((answer) => !answer.ok);
+    if (failed !== undefined) return failed;
+    const unique = new Map<string, Uint8Array>();
+    for (const answer of answers) if (answer.ok) for (const found of answer.value) unique.set(Buffer.from(found).toString('latin1'), found);
+    return success([...unique.keys()].sort().slice(0, options.limit).map((latin1) => unique.get(latin1) as Uint8Array));
+  }
+
+  /** The replicas of a key: its preference list over the current ring. */
+  replicasOf(namespace: string, key: Uint8Array, n: number): PreferenceEntry[] {
+    const ring = this.options.membership.ring;
+    return preferenceList(ring, keyPartition(namespace, key, ring.partitionCount), n, this.options.membership.isUp);
+  }
+
+  /**
+   * True when this node is the whole ring and the request asks for nothing more than one
+   * replica can give: the local store answers directly, without quorum machinery (a single node
+   * is as fast as before the cluster existed).
+   */
+  private servesAlone(options: QuorumOptions): boolean {
+    const ring = this.options.membership.ring;
+    if (this.owners.epoch !== ring.epoch) {
+      const distinct = new Set(ring.owners);
+      this.owners = { epoch: ring.epoch, count: distinct.size, onlySelf: distinct.size === 1 && distinct.has(this.options.self) };
+    }
+    return this.owners.onlySelf && (options.n === undefined || options.n === 1) && (options.r ?? 1) <= 1 && (options.w ?? 1) <= 1;
+  }
+
+  /**
+   * N, R, W of a request: given ones as they are; defaults capped at the ring's distinct owners,
+   * since a cluster smaller than N keeps one replica per node.
+   */
+  private quorum(options: QuorumOptions): Result<QuorumDefaults> {
+    this.servesAlone({});
+    const n = options.n ?? Math.max(1, Math.min(this.options.defaults.n, this.owners.count));
+    const r = options.r ?? Math.min(this.options.defaults.r, n);
+    const w = options.w ?? Math.min(this.options.defaults.w, n);
+    for (const [name, value] of [['n', n], ['r', r], ['w', w]] as const) {
+      if (!Number.isInteger(value) || value < 1 || value > nMax) return failure(ErrorCode.badRequest, `${name} must be an integer from 1 to ${nMax}, got ${value}`);
+    }
+    if (r > n || w > n) return failure(ErrorCode.badRequest, `r and w must be at most n (n=${n}, r=${r}, w=${w})`);
+    return success({ n, r, w });
+  }
+
+  /** A quorum read: the DVV sync of the replies, read-repairing replicas that lag behind it. */
+  private async read(namespace: string, key: Uint8Array, options: QuorumOptions): Promise<Result<StoredObject | undefined>> {
+    const quorum = this.quorum(options);
+    if (!quorum.ok) return quorum;
+    const { n, r } = quorum.value;
+    const replicas = this.replicasOf(namespace, key, n);
+    if (replicas.length < r) return tooFewReplicas('read', replicas.length, quorum.value);
+    let machine = getCoordinator.start<Sibling>({ replicas: replicas.map(target), n, r });
+    return new Promise((resolve) => {
+      let answered = false;
+      const apply = (outputs: readonly getCoordinator.GetOutput<Sibling>[]): void => {
+        for (const output of outputs) {
+          if (output.type === 'answer' && !answered) {
+            answered = true;
+            resolve(success(output.object === 'notfound' ? undefined : output.object));
+          } else if (output.type === 'fail' && !answered) {
+            answered = true;
+            resolve(quorumFailure('read', output.replied, output.needed, quorum.value));
+          } else if (output.type === 'read-repair') {
+            for (const repair of output.targets) this.repair(repair.nodeId, namespace, key, repair.object);
+          }
+        }
+      };
+      apply(machine.outputs);
+      if (machine.state.phase === 'finished') return;
+      const timer = this.options.clock.setTimer(this.options.requestTimeoutMs, () => {
+        machine = getCoordinator.step(machine.state, { type: 'timeout' });
+        apply(machine.outputs);
+      });
+      for (const replica of replicas) {
+        this.readReplica(replica.nodeId, namespace, key).then((reply) => {
+          if (machine.state.phase === 'finished') return;
+          machine = getCoordinator.step(machine.state, reply === 'error' ? { type: 'error', from: replica.nodeId } : { type: 'reply', from: replica.nodeId, object: reply });
+          apply(machine.outputs);
+          if (machine.state.phase === 'finished') timer.cancel();
+        });
+      }
+    });
+  }
+
+  private async readReplica(nodeId: string, namespace: string, key: Uint8Array): Promise<StoredObject | 'notfound' | 'error'> {
+    try {
+      const bytes =
+        nodeId === this.options.self
+          ? unwrap(await this.options.local.readObject(namespace, key))
+          : ((await this.ask(nodeId, replicaMessages.get, { namespace, key })) as Uint8Array | null);
+      return bytes === undefined || bytes === null ? 'notfound' : decodeObject(bytes);
+    } catch (error) {
+      this.options.logger.debug({ nodeId, err: error }, 'replica read failed');
+      return 'error';
+    }
+  }
+
+  /** A quorum write: applied on the coordinating replica, then merged into the others. */
+  private async write(body: CoordinateBody, options: QuorumOptions): Promise<Result<WriteOutcome>> {
+    const quorum = this.quorum(options);
+    if (!quorum.ok) return quorum;
+    const { n, w } = quorum.value;
+    const replicas = this.replicasOf(body.namespace, body.key, n);
+    if (replicas.length < w) return tooFewReplicas('write', replicas.length, quorum.value);
+    const coordinating = replicas.find((replica) => replica.nodeId === this.options.self) ?? (replicas[0] as PreferenceEntry);
+    let outcome: EncodedOutcome;
+    try {
+      outcome = await this.coordinateOn(coordinating.nodeId, body);
+    } catch (error) {
+      if (error instanceof CoordinationFailure) return error.failure;
+      return failure(ErrorCode.unavailable, `the coordinating replica ${coordinating.nodeId} did not answer: ${String(error)}`);
+    }
+    const result: WriteOutcome = {
+      written: outcome.written,
+      previouslyPresent: outcome.previouslyPresent,
+      encoded: outcome.encoded ?? undefined,
+      get context() {
+        return outcome.encoded === null ? '' : encodeContext(join(decodeObject(outcome.encoded)));
+      },
+    };
+    if (!outcome.written || outcome.encoded === null) return success(result);
+    return this.replicate(body, replicas, coordinating.nodeId, outcome.encoded, quorum.value, result);
+  }
+
+  private replicate(
+    body: CoordinateBody,
+    replicas: readonly PreferenceEntry[],
+    coordinating: string,
+    encoded: Uint8Array,
+    quorum: QuorumDefaults,
+    result: WriteOutcome,
+  ): Promise<Result<WriteOutcome>> {
+    let machine = putCoordinator.start({ replicas: replicas.map(target), n: quorum.n, w: quorum.w });
+    return new Promise((resolve) => {
+      let answered = false;
+      const apply = (outputs: readonly putCoordinator.PutOutput[]): void => {
+        for (const output of outputs) {
+          if (answered) continue;
+          answered = true;
+          resolve(output.type === 'answer' ? success(result) : quorumFailure('write', output.acked, output.needed, quorum));
+        }
+      };
+      const timer = this.options.clock.setTimer(this.options.requestTimeoutMs, () => {
+        machine = putCoordinator.step(machine.state, { type: 'timeout' });
+        apply(machine.outputs);
+      });
+      const acknowledge = (nodeId: string, ok: boolean): void => {
+        if (machine.state.phase === 'finished') return;
+        machine = putCoordinator.step(machine.state, { type: ok ? 'ack' : 'error', from: nodeId });
+        apply(machine.outputs);
+        if (machine.state.phase === 'finished') timer.cancel();
+      };
+      apply(machine.outputs);
+      acknowledge(coordinating, true);
+      for (const replica of replicas) {
+        if (replica.nodeId === coordinating) continue;
+        this.mergeOn(replica.nodeId, body.namespace, body.key, encoded).then(
+          () => acknowledge(replica.nodeId, true),
+          () => acknowledge(replica.nodeId, false),
+        );
+      }
+    });
+  }
+
+  private async coordinateOn(nodeId: string, body: CoordinateBody): Promise<EncodedOutcome> {
+    if (nodeId !== this.options.self) {
+      const reply = (await this.ask(nodeId, replicaMessages.coordinate, body as unknown as MessageBody)) as EncodedOutcome | { failure: Failure };
+      if ('failure' in reply) throw new CoordinationFailure(reply.failure);
+      return reply;
+    }
+    const { namespace, key, value, options } = body;
+    const result = await (value === null ? this.options.local.delete(namespace, key, options) : this.options.local.put(namespace, key, value, options));
+    if (!result.ok) throw new CoordinationFailure(result);
+    return { written: result.value.written, previouslyPresent: result.value.previouslyPresent, encoded: result.value.encoded ?? null };
+  }
+
+  private async mergeOn(nodeId: string, namespace: string, key: Uint8Array, encoded: Uint8Array): Promise<void> {
+    if (nodeId === this.options.self) {
+      unwrap(await this.options.local.mergeObject(namespace, key, encoded));
+      return;
+    }
+    await this.ask(nodeId, replicaMessages.merge, { namespace, key, object: encoded });
+  }
+
+  /** Read repair (Dynamo §4.5): in the background; a failure is left to the next read. */
+  private repair(nodeId: string, namespace: string, key: Uint8Array, object: DvvSet<Sibling>): void {
+    assert(object.entries.length > 0 || object.anonymous.length > 0, 'read repair with an empty object');
+    this.mergeOn(nodeId, namespace, key, encodeObject(object)).then(
+      () => this.options.logger.debug({ nodeId }, 'read repair applied'),
+      (error: unknown) => this.options.logger.debug({ nodeId, err: error }, 'read repair failed'),
+    );
+  }
+
+  private ask(nodeId: string, type: string, body: MessageBody): Promise<MessageBody> {
+    const address = this.options.membership.addressOf(nodeId);
+    if (address === undefined) return Promise.reject(new Error(`no address known for ${nodeId}`));
+    return this.options.messenger.request(address, type, body, { timeoutMs: this.options.requestTimeoutMs });
+  }
+
+  /** The replica side: what other coordinators ask of this node. */
+  private registerHandlers(): void {
+    const { messenger, local } = this.options;
+    messenger.handle(replicaMessages.get, async (body) => {
+      const { namespace, key } = body as { namespace: string; key: Uint8Array };
+      return unwrap(await local.readObject(namespace, key)) ?? null;
+    });
+    messenger.handle(replicaMessages.merge, async (body) => {
+      const { namespace, key, object } = body as { namespace: string; key: Uint8Array; object: Uint8Array };
+      unwrap(await local.mergeObject(namespace, key, object));
+      return null;
+    });
+    messenger.handle(replicaMessages.coordinate, async (body) => {
+      try {
+        return (await this.coordinateOn(this.options.self, body as CoordinateBody)) as unknown as MessageBody;
+      } catch (error) {
+        if (error instanceof CoordinationFailure) return { failure: { ok: false, code: error.failure.code, message: error.failure.message } };
+        throw error;
+      }
+    });
+    messenger.handle(replicaMessages.keys, async (body) => {
+      const { namespace, limit, after } = body as { namespace: string; limit: number; after: Uint8Array | null };
+      return unwrap(await local.keys(namespace, after === null ? { limit } : { limit, after }));
+    });
+  }
+}
+
+class CoordinationFailure extends Error {
+  constructor(readonly failure: Failure) {
+    super(failure.message);
+  }
+}
+
+function target(entry: PreferenceEntry): getCoordinator.ReplicaTarget {
+  return { nodeId: entry.nodeId, role: entry.role };
+}
+
+function writeOptionsOf(options: WriteOptions & QuorumOptions): WriteOptions {
+  const { n: _n, r: _r, w: _w, ...write } = options;
+  return write;
+}
+
+function quorumFailure(kind: 'read' | 'write', answered: number, needed: number, quorum: QuorumDefaults): Failure {
+  const verb = kind === 'read' ? 'answered' : 'acknowledged';
+  const setting = kind === 'read' ? `r=${quorum.r}` : `w=${quorum.w}`;
+  return failure(ErrorCode.unavailable, `${kind} quorum not met: ${answered} of ${needed} replicas ${verb} (${setting}, n=${quorum.n})`);
+}
+
+function tooFewReplicas(kind: 'read' | 'write', up: number, quorum: QuorumDefaults): Failure {
+  const needed = kind === 'read' ? `r=${quorum.r}` : `w=${quorum.w}`;
+  return failure(ErrorCode.unavailable, `${kind} quorum not met: only ${up} of n=${quorum.n} replicas are up, ${needed} needed`);
+}
+
+function unwrap<T>(result: Result<T>): T {
+  if (!result.ok) throw new CoordinationFailure(result);
+  return result.value;
+}

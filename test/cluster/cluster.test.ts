@@ -1,0 +1,166 @@
+import assert from 'node:assert/strict';
+import { createConnection } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { Redis } from 'ioredis';
+import { startNode, type RunningNode } from '../helpers/ringkv-process.js';
+
+/** Fast gossip so that joins, failures and recoveries show within a few seconds. */
+const clusterArgs = ['--gossip-interval-ms', '200'];
+
+interface Member {
+  nodeId: string;
+  state: string;
+  partitions: number;
+}
+
+async function statusOf(node: RunningNode): Promise<{ ring: { epoch: number }; members: Member[] }> {
+  const response = await fetch(`${node.baseUrl}/admin/status`);
+  assert.equal(response.status, 200);
+  return (await response.json()) as { ring: { epoch: number }; members: Member[] };
+}
+
+async function eventually<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const found = await probe().catch(() => undefined);
+    if (found !== undefined) return found;
+    assert.ok(Date.now() < deadline, `${what}: not within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** Starts `count` nodes, the first founding the cluster, the others joining it; waits until all see all. */
+async function startCluster(count: number): Promise<RunningNode[]> {
+  const first = await startNode({ args: ['--node-id', 'node-1', ...clusterArgs] });
+  const rest = await Promise.all(
+    Array.from({ length: count - 1 }, (_, index) =>
+      startNode({ args: ['--node-id', `node-${index + 2}`, '--join', `127.0.0.1:${first.peerPort}`, ...clusterArgs] }),
+    ),
+  );
+  const nodes = [first, ...rest];
+  await eventually('every node sees every member valid on one ring', 20_000, async () => {
+    const views = await Promise.all(nodes.map(statusOf));
+    const epochs = new Set(views.map((view) => view.ring.epoch));
+    const settled = views.every((view) => view.members.length === count && view.members.every((member) => member.state === 'valid' && member.partitions > 0));
+    return settled && epochs.size === 1 ? true : undefined;
+  });
+  return nodes;
+}
+
+function redisOf(node: RunningNode): Redis {
+  return new Redis({ host: '127.0.0.1', port: node.respPort, maxRetriesPerRequest: 0 });
+}
+
+describe('cluster: three nodes', () => {
+  let nodes: RunningNode[] = [];
+  const clients: Redis[] = [];
+
+  before(async () => {
+    nodes = await startCluster(3);
+    clients.push(...nodes.map(redisOf));
+  });
+
+  after(async () => {
+    for (const client of clients) client.disconnect();
+    await Promise.all(nodes.map((node) => node.stop('SIGKILL')));
+  });
+
+  it('cluster: a value written through one node is read through every other (ioredis and HTTP, N=3 R=2 W=2)', async () => {
+    const [a, b, c] = clients as [Redis, Redis, Redis];
+    for (let index = 0; index < 50; index++) assert.equal(await a.set(`key-${index}`, `value-${index}`), 'OK');
+    for (let index = 0; index < 50; index++) {
+      assert.equal(await b.get(`key-${index}`), `value-${index}`);
+      assert.equal(await c.get(`key-${index}`), `value-${index}`);
+    }
+    const response = await fetch(`${nodes[2]!.baseUrl}/kv/default/key-7`);
+    assert.equal(await response.text(), 'value-7');
+    assert.equal(await b.del('key-7'), 1);
+    assert.equal(await c.get('key-7'), null);
+    assert.equal(await a.exists('key-7'), 0);
+  });
+
+  it('cluster: blind writes through two nodes are siblings on every node, resolved by a write with the merged context', async () => {
+    const url = (node: RunningNode): string => `${node.baseUrl}/kv/docs/note`;
+    assert.equal((await fetch(url(nodes[0]!), { method: 'PUT', body: 'from alice' })).status, 204);
+    assert.equal((await fetch(url(nodes[1]!), { method: 'PUT', body: 'from bob' })).status, 204);
+    let context = '';
+    for (const node of nodes) {
+      const response = await fetch(url(node));
+      assert.equal(response.status, 300, `siblings through ${node.baseUrl}`);
+      const body = (await response.json()) as { context: string; siblings: { value: string }[] };
+      const values = body.siblings.map((sibling) => Buffer.from(sibling.value, 'base64').toString()).sort();
+      assert.deepEqual(values, ['from alice', 'from bob']);
+      context = body.context;
+    }
+    const resolved = await fetch(url(nodes[2]!), { method: 'PUT', body: 'merged', headers: { 'x-ringkv-context': context } });
+    assert.equal(resolved.status, 204);
+    for (const node of nodes) {
+      const response = await fetch(url(node));
+      assert.equal(response.status, 200);
+      assert.equal(await response.text(), 'merged');
+    }
+  });
+
+  it('cluster: a malformed peer frame closes that connection and the node serves on', async () => {
+    await new Promise<void>((resolve) => {
+      const socket = createConnection({ host: '127.0.0.1', port: nodes[0]!.peerPort }, () => socket.end(Buffer.from('\xff\xff\xff\xffgarbage that is not a frame', 'latin1')));
+      socket.resume(); // the node's handshake arrives first; read it so the close is seen
+      socket.on('close', () => resolve());
+      socket.on('error', () => resolve());
+    });
+    assert.equal(await clients[0]!.set('after-garbage', 'still here'), 'OK');
+    assert.equal(await clients[1]!.get('after-garbage'), 'still here');
+  });
+
+  it('cluster: kill -9 of one node: R=2/W=2 still work, R=3 fails clearly, the node is marked down, restarts and rejoins', async () => {
+    const victim = nodes[2]!;
+    const dataDir = victim.dataDir;
+    clients[2]!.disconnect();
+    await victim.stop('SIGKILL');
+    const down = await eventually('node-3 marked down by node-1', 15_000, async () => {
+      const member = (await statusOf(nodes[0]!)).members.find((candidate) => candidate.nodeId === 'node-3');
+      return member?.state === 'down' ? member : undefined;
+    });
+    assert.equal(down.state, 'down');
+    for (let index = 0; index < 20; index++) assert.equal(await clients[0]!.set(`during-${index}`, `v${index}`), 'OK');
+    for (let index = 0; index < 20; index++) assert.equal(await clients[1]!.get(`during-${index}`), `v${index}`);
+    const strict = await fetch(`${nodes[0]!.baseUrl}/kv/default/during-1?r=3`);
+    assert.equal(strict.status, 503);
+    const error = (await strict.json()) as { error: { code: string; message: string } };
+    assert.equal(error.error.code, 'UNAVAILABLE');
+    assert.match(error.error.message, /read quorum not met: only 2 of n=3 replicas are up, r=3 needed/);
+    await clients[0]!.call('RINGKV.QUORUM', 'R', '3');
+    await assert.rejects(clients[0]!.get('during-1'), /UNAVAILABLE read quorum not met/);
+    await clients[0]!.call('RINGKV.QUORUM', 'RESET');
+
+    const restarted = await startNode({ dataDir, args: ['--node-id', 'node-3', '--join', `127.0.0.1:${nodes[0]!.peerPort}`, ...clusterArgs] });
+    nodes[2] = restarted;
+    await eventually('node-3 up again on node-1', 15_000, async () => {
+      const member = (await statusOf(nodes[0]!)).members.find((candidate) => candidate.nodeId === 'node-3');
+      return member?.state === 'valid' ? member : undefined;
+    });
+    const response = await fetch(`${restarted.baseUrl}/kv/default/during-5?r=3`);
+    assert.equal(response.status, 200);
+    assert.equal(await response.text(), 'v5');
+  });
+});
+
+describe('cluster: five nodes', () => {
+  it('cluster: every node reads what every other node wrote, and all agree on the ring (5 nodes)', async () => {
+    const nodes = await startCluster(5);
+    const clients = nodes.map(redisOf);
+    try {
+      for (const [index, client] of clients.entries()) assert.equal(await client.set(`from-${index}`, `node-${index + 1}`), 'OK');
+      for (const client of clients) {
+        for (let index = 0; index < clients.length; index++) assert.equal(await client.get(`from-${index}`), `node-${index + 1}`);
+      }
+      const rings = await Promise.all(nodes.map(async (node) => (await (await fetch(`${node.baseUrl}/admin/ring`)).json()) as { owners: string[] }));
+      for (const ring of rings) assert.deepEqual(ring.owners, rings[0]!.owners);
+      assert.equal(new Set(rings[0]!.owners).size, 5);
+    } finally {
+      for (const client of clients) client.disconnect();
+      await Promise.all(nodes.map((node) => node.stop('SIGKILL')));
+    }
+  });
+});
+
