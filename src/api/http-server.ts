@@ -81,6 +81,8 @@ export interface AdminApi {
   ring(): Result<Record<string, unknown>>;
   join(seed: string): Promise<Result<void>>;
   leave(nodeId: string | undefined): Promise<Result<void>>;
+  namespaces(): Result<Record<string, unknown>>;
+  setNamespace(name: string, settings: unknown): Promise<Result<unknown>>;
 }
 
 interface KeyRoute {
@@ -208,6 +210,17 @@ export class HttpServer {
       const seed = jsonField(request.body, 'seed');
       if (typeof seed !== 'string' || !/^[^:\s]+:\d{1,5}$/.test(seed)) return sendError(reply, ErrorCode.badRequest, 'give {"seed": "HOST:PEERPORT"}');
       return send(reply, await admin.join(seed));
+    });
+    this.app.get('/admin/namespaces', async (_request, reply) => send(reply, admin.namespaces()));
+    this.app.put<{ Params: { name: string } }>('/admin/namespaces/:name', async (request, reply) => {
+      const body = request.body instanceof Buffer ? request.body.toString('utf8') : '';
+      let settings: unknown;
+      try {
+        settings = JSON.parse(body);
+      } catch {
+        return sendError(reply, ErrorCode.badRequest, 'give the settings as JSON {"n": 3, "r": 2, "w": 2, "conflictMode": "siblings"}');
+      }
+      return send(reply, await admin.setNamespace(request.params.name, settings));
     });
     this.app.post('/admin/leave', async (request, reply) => {
       const nodeId = jsonField(request.body, 'nodeId');

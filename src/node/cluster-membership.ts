@@ -23,7 +23,7 @@ import {
 import { createDetector, heartbeat, isAvailable, phi, type PhiAccrualState } from '../core/phi-accrual.js';
 import type { Random } from '../core/random.js';
 import type { Ring } from '../core/ring-state.js';
-import type { PeerAddress, PeerMessenger } from '../net/peer-messenger.js';
+import type { MessageBody, PeerAddress, PeerMessenger } from '../net/peer-messenger.js';
 import { sleep, type Clock, type TimerHandle } from '../world/clock.js';
 import { writeFileAtomic, type FileSystem } from '../world/file-system.js';
 import type { Logger } from './logger.js';
@@ -42,6 +42,15 @@ export interface ClusterMembershipOptions {
   readonly fs: FileSystem;
   readonly dataDir: string;
   readonly logger: Logger;
+  /** Other state that rides on gossip rounds (namespace settings): pushed and pulled with the view. */
+  readonly riders?: readonly GossipRider[];
+}
+
+/** A CRDT spread by the membership's gossip rounds, to the same random peer, push-pull. */
+export interface GossipRider {
+  readonly type: string;
+  payload(): unknown;
+  receive(body: unknown): void;
 }
 
 /** What a member looks like from here: for status pages and `ringkv status`. */
@@ -77,6 +86,7 @@ export class ClusterMembership {
   private readonly detectors = new Map<string, { detector: PhiAccrualState; heartbeat: number }>();
   private timer: TimerHandle | undefined;
   private persistedKey = '';
+  private previous: Ring | undefined;
   private persisting: Promise<void> = Promise.resolve();
   private readonly startedAtMs: number;
 
@@ -117,6 +127,15 @@ export class ClusterMembership {
     return this.view.ring;
   }
 
+  /**
+   * The ring before the last change this node saw. Until data moves with the ring (handoff,
+   * the next piece of work), the previous owners still hold what was written before the change,
+   * so coordinators read from them too (see Coordinator.read).
+   */
+  get previousRing(): Ring | undefined {
+    return this.previous;
+  }
+
   get current(): MembershipView {
     return this.view;
   }
@@ -138,10 +157,11 @@ export class ClusterMembership {
     let lastError: unknown;
     for (const seed of seeds) {
       try {
-        const reply = await this.options.messenger.request(seed, membershipMessages.join, toWire(this.options.self), { timeoutMs: 5000 });
+        const reply = (await this.options.messenger.request(seed, membershipMessages.join, toWire(this.options.self), { timeoutMs: 5000 })) as { view: unknown; previous: Ring | null };
         // The cluster's view (which now holds us as joining) replaces ours wholesale: our founder
-        // ring must not compete with the cluster's.
-        this.view = fromWire(reply);
+        // ring must not compete with the cluster's. Its previous ring tells where data still is.
+        this.view = fromWire(reply.view);
+        this.previous = reply.previous ?? undefined;
         this.options.logger.info({ seed: `${seed.host}:${seed.port}`, members: this.view.members.length }, 'joined the cluster');
         await this.persist();
         return;
@@ -199,6 +219,12 @@ export class ClusterMembership {
 
   private registerHandlers(): void {
     const { messenger } = this.options;
+    for (const rider of this.options.riders ?? []) {
+      messenger.handle(rider.type, (body) => {
+        rider.receive(body);
+        return rider.payload() as MessageBody;
+      });
+    }
     messenger.handle(membershipMessages.gossip, (body) => {
       this.receive(fromWire(body));
       return toWire(this.view);
@@ -212,9 +238,9 @@ export class ClusterMembership {
       const node = body as NewMember;
       this.view = join(this.view, node);
       this.options.logger.info({ nodeId: node.nodeId, address: `${node.address.host}:${node.address.port}` }, 'node joining');
-      this.runClaimant();
+      // The claimant takes the joiner in at its next round; the joiner then sees the ring change.
       await this.persist();
-      return toWire(this.view);
+      return { view: toWire(this.view), previous: this.previous === undefined ? null : toWire(this.previous) } as MessageBody;
     });
   }
 
@@ -234,10 +260,12 @@ export class ClusterMembership {
     for (const peer of peers) this.options.messenger.notify(peer.address, membershipMessages.heartbeat, { nodeId: self, heartbeat: beat });
     this.runClaimant();
     const targets = peers.length > 0 ? [peers[this.options.random.nextInt(peers.length)]!.address] : [...this.options.seeds];
+    const timeoutMs = this.options.gossipIntervalMs * 2;
     for (const target of targets) {
       try {
-        const reply = await this.options.messenger.request(target, membershipMessages.gossip, toWire(this.view), { timeoutMs: this.options.gossipIntervalMs * 2 });
+        const reply = await this.options.messenger.request(target, membershipMessages.gossip, toWire(this.view), { timeoutMs });
         this.receive(fromWire(reply));
+        for (const rider of this.options.riders ?? []) rider.receive(await this.options.messenger.request(target, rider.type, rider.payload() as MessageBody, { timeoutMs }));
       } catch {
         // An unreachable peer is the failure detector's business, not gossip's.
       }
@@ -258,9 +286,12 @@ export class ClusterMembership {
   private receive(incoming: MembershipView): void {
     viewInvariants(incoming);
     for (const member of incoming.members) this.observeHeartbeat(member.nodeId, member.heartbeat);
-    const before = this.view.ring.epoch;
+    const before = this.view.ring;
     this.view = mergeViews(this.view, incoming);
-    if (this.view.ring.epoch !== before) this.options.logger.info({ epoch: this.view.ring.epoch, claimant: this.view.ring.claimant }, 'ring changed');
+    if (this.view.ring.epoch !== before.epoch) {
+      this.previous = before;
+      this.options.logger.info({ epoch: this.view.ring.epoch, claimant: this.view.ring.claimant }, 'ring changed');
+    }
   }
 
   private observeHeartbeat(nodeId: string, beat: number): void {
@@ -294,6 +325,7 @@ export class ClusterMembership {
     const changed = owning.some((member) => !ringOwners.has(member.nodeId)) || [...ringOwners].some((owner) => !owningIds.has(owner));
     if (changed && owning.length > 0) {
       const result = claim({ ring: this.view.ring, members: owning, nVal: this.options.nVal, claimant: self });
+      this.previous = this.view.ring;
       this.view = setRing(this.view, result.ring);
       this.options.logger.info({ epoch: result.ring.epoch, moves: result.moves.length, violations: result.violations, owners: owning.length }, 'claimed a new ring');
     }
@@ -320,7 +352,7 @@ export class ClusterMembership {
 }
 
 /** Views cross the wire and the disk as plain data. */
-function toWire(value: MembershipView | NewMember): unknown {
+function toWire(value: MembershipView | NewMember | Ring): unknown {
   return JSON.parse(JSON.stringify(value)) as unknown;
 }
 

@@ -8,6 +8,7 @@ import type { FileSystem } from '../world/file-system.js';
 import { ClusterMembership } from './cluster-membership.js';
 import type { Config } from './config.js';
 import { Coordinator } from './coordinator.js';
+import { NamespaceRegistry, validateSettings } from './namespace-registry.js';
 import type { KeyValueStore, KvService } from './kv-service.js';
 import type { Logger } from './logger.js';
 
@@ -36,6 +37,7 @@ export class ClusterService {
   private messenger: PeerMessenger | undefined;
   private membershipValue: ClusterMembership | undefined;
   private coordinator: Coordinator | undefined;
+  private namespaces: NamespaceRegistry | undefined;
   /** What the client APIs read and write through; stable across restarts of this service. */
   readonly store: KeyValueStore;
 
@@ -69,7 +71,16 @@ export class ClusterService {
     await messenger.start();
     this.messenger = messenger;
     try {
+      const namespaces = await NamespaceRegistry.open(world.fs, config.dataDir, this.nodeId);
+      const rider = {
+        type: 'namespaces.gossip',
+        payload: () => namespaces.list(),
+        receive: (body: unknown) => {
+          if (namespaces.merge(body)) namespaces.persist().catch((error: unknown) => world.logger.error({ err: error }, 'keeping namespace settings failed'));
+        },
+      };
       const membership = await ClusterMembership.open({
+        riders: [rider],
         self: { nodeId: this.nodeId, address: messenger.self.address, datacenter: config.datacenter, weight: config.weight },
         partitionCount: config.partitionCount,
         nVal: config.nVal,
@@ -88,8 +99,10 @@ export class ClusterService {
         clock: world.clock,
         logger: world.logger,
         defaults: { n: config.nVal, r: config.r, w: config.w },
+        namespaces,
         requestTimeoutMs: config.requestTimeoutMs,
       });
+      this.namespaces = namespaces;
       membership.start();
       this.membershipValue = membership;
     } catch (error) {
@@ -123,6 +136,18 @@ export class ClusterService {
         } catch (error) {
           return failure(ErrorCode.unavailable, (error as Error).message);
         }
+      },
+      namespaces: () => {
+        const registry = this.namespaces;
+        if (registry === undefined) return notRunning();
+        return success({ defaults: { n: this.config.nVal, r: this.config.r, w: this.config.w, conflictMode: 'siblings' }, namespaces: registry.list() });
+      },
+      setNamespace: async (name, input) => {
+        const registry = this.namespaces;
+        if (registry === undefined) return notRunning();
+        const settings = validateSettings(input);
+        if (!settings.ok) return settings;
+        return registry.set(name, settings.value);
       },
       leave: async (nodeId) => {
         const membership = this.membershipValue;

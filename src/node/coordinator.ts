@@ -1,12 +1,12 @@
 import { assert } from '../core/assert.js';
-import { join, type DvvSet } from '../core/dvv.js';
+import { join, sync, type DvvSet } from '../core/dvv.js';
 import { ErrorCode, failure, success, type Failure, type Result } from '../core/errors.js';
 import * as getCoordinator from '../core/get-coordinator.js';
 import { preferenceList, type PreferenceEntry } from '../core/preference-list.js';
 import * as putCoordinator from '../core/put-coordinator.js';
 import { keyPartition } from '../core/token.js';
 import type { MessageBody, PeerMessenger } from '../net/peer-messenger.js';
-import type { MaybePromise } from '../storage/engine.js';
+import { then, type MaybePromise } from '../storage/engine.js';
 import type { Clock } from '../world/clock.js';
 import type { ClusterMembership } from './cluster-membership.js';
 import {
@@ -19,6 +19,7 @@ import {
   type WriteOutcome,
 } from './kv-service.js';
 import type { Logger } from './logger.js';
+import type { NamespaceRegistry } from './namespace-registry.js';
 import { decodeObject, encodeContext, encodeObject, newestSibling, type Sibling, type StoredObject } from './stored-object.js';
 
 /** Peer message types of the replica protocol. */
@@ -43,6 +44,8 @@ export interface CoordinatorOptions {
   readonly clock: Clock;
   readonly logger: Logger;
   readonly defaults: QuorumDefaults;
+  /** Per-namespace settings; namespaces without any use `defaults`. */
+  readonly namespaces?: NamespaceRegistry;
   readonly requestTimeoutMs: number;
 }
 
@@ -81,16 +84,17 @@ export class Coordinator implements KeyValueStore {
   }
 
   get(namespace: string, key: Uint8Array, quorum: QuorumOptions = {}): MaybePromise<Result<ReadResult | undefined>> {
-    if (this.servesAlone(quorum)) return this.options.local.get(namespace, key);
-    return this.read(namespace, key, quorum).then((result) => {
+    const lww = this.options.namespaces?.get(namespace)?.conflictMode === 'lww';
+    const pending = this.servesAlone(quorum) ? this.options.local.get(namespace, key) : this.read(namespace, key, { ...this.namespaceQuorum(namespace), ...withoutUndefined(quorum) }).then((result) => {
       if (!result.ok) return result;
       return success(result.value === undefined ? undefined : readResultOf(result.value));
     });
+    return lww ? then(pending, newestOnly) : pending;
   }
 
   getNewest(namespace: string, key: Uint8Array, quorum: QuorumOptions = {}): MaybePromise<Result<Uint8Array | undefined>> {
     if (this.servesAlone(quorum)) return this.options.local.getNewest(namespace, key);
-    return this.read(namespace, key, quorum).then((result) => {
+    return this.read(namespace, key, { ...this.namespaceQuorum(namespace), ...withoutUndefined(quorum) }).then((result) => {
       if (!result.ok) return result;
       const read = result.value === undefined ? undefined : readResultOf(result.value);
       return success(read === undefined ? undefined : (newestSibling(read.siblings)?.value ?? undefined));
@@ -98,8 +102,10 @@ export class Coordinator implements KeyValueStore {
   }
 
   put(namespace: string, key: Uint8Array, value: Uint8Array, options: WriteOptions & QuorumOptions = {}): MaybePromise<Result<WriteOutcome>> {
-    if (this.servesAlone(options)) return this.options.local.put(namespace, key, value, writeOptionsOf(options));
-    return this.write({ namespace, key, value, options: writeOptionsOf(options) }, options);
+    // Last-write-wins namespaces: every write replaces what its coordinating replica holds.
+    const write: WriteOptions = this.options.namespaces?.get(namespace)?.conflictMode === 'lww' ? { ...writeOptionsOf(options), context: 'current' } : writeOptionsOf(options);
+    if (this.servesAlone(options)) return this.options.local.put(namespace, key, value, write);
+    return this.write({ namespace, key, value, options: write }, { ...this.namespaceQuorum(namespace), ...withoutUndefined(options) });
   }
 
   /**
@@ -108,7 +114,7 @@ export class Coordinator implements KeyValueStore {
    */
   delete(namespace: string, key: Uint8Array, options: Pick<WriteOptions, 'context'> & QuorumOptions = {}): MaybePromise<Result<WriteOutcome>> {
     if (this.servesAlone(options)) return this.options.local.delete(namespace, key, options.context === undefined ? {} : { context: options.context });
-    return this.deleteCoordinated(namespace, key, options);
+    return this.deleteCoordinated(namespace, key, { ...this.namespaceQuorum(namespace), ...withoutUndefined(options) });
   }
 
   private async deleteCoordinated(namespace: string, key: Uint8Array, options: Pick<WriteOptions, 'context'> & QuorumOptions): Promise<Result<WriteOutcome>> {
@@ -149,6 +155,15 @@ export class Coordinator implements KeyValueStore {
     return preferenceList(ring, keyPartition(namespace, key, ring.partitionCount), n, this.options.membership.isUp);
   }
 
+  /** The namespace's own N/R/W, capped like the defaults at the ring's distinct owners. */
+  private namespaceQuorum(namespace: string): QuorumOptions {
+    const settings = this.options.namespaces?.get(namespace);
+    if (settings === undefined) return {};
+    this.servesAlone({});
+    const n = Math.max(1, Math.min(settings.n, this.owners.count));
+    return { n, r: Math.min(settings.r, n), w: Math.min(settings.w, n) };
+  }
+
   /**
    * True when this node is the whole ring and the request asks for nothing more than one
    * replica can give: the local store answers directly, without quorum machinery (a single node
@@ -179,13 +194,48 @@ export class Coordinator implements KeyValueStore {
     return success({ n, r, w });
   }
 
-  /** A quorum read: the DVV sync of the replies, read-repairing replicas that lag behind it. */
+  /**
+   * A quorum read: the DVV sync of the replies, read-repairing replicas that lag behind it.
+   * Replicas the key had on the previous ring are asked too (data does not move with the ring
+   * yet): a notfound quorum waits for them, and what they hold is merged and repaired onto the
+   * current replicas, so a new owner never answers "not found" for data it has not received.
+   */
   private async read(namespace: string, key: Uint8Array, options: QuorumOptions): Promise<Result<StoredObject | undefined>> {
     const quorum = this.quorum(options);
     if (!quorum.ok) return quorum;
     const { n, r } = quorum.value;
     const replicas = this.replicasOf(namespace, key, n);
     if (replicas.length < r) return tooFewReplicas('read', replicas.length, quorum.value);
+    const former = this.formerReplicas(namespace, key, n, replicas);
+    const formerObjects = Promise.all(former.map((nodeId) => this.readReplica(nodeId, namespace, key)));
+    const answer = await this.readQuorum(namespace, key, replicas, quorum.value);
+    if (!answer.ok || former.length === 0) return answer;
+    const merge = async (): Promise<StoredObject | undefined> => {
+      let merged = answer.value;
+      for (const object of await formerObjects) if (typeof object === 'object') merged = merged === undefined ? object : sync(merged, object);
+      if (merged !== undefined && merged !== answer.value) for (const replica of replicas) this.repair(replica.nodeId, namespace, key, merged);
+      return merged;
+    };
+    if (answer.value !== undefined) {
+      void merge();
+      return answer;
+    }
+    return success(await merge());
+  }
+
+  /** Nodes that were among the key's first n owners on the previous ring and are not now. */
+  private formerReplicas(namespace: string, key: Uint8Array, n: number, current: readonly PreferenceEntry[]): string[] {
+    const previous = this.options.membership.previousRing;
+    if (previous === undefined) return [];
+    const partition = keyPartition(namespace, key, previous.partitionCount);
+    const isUp = this.options.membership.isUp;
+    return preferenceList(previous, partition, n, isUp)
+      .map((entry) => entry.nodeId)
+      .filter((nodeId) => current.every((replica) => replica.nodeId !== nodeId));
+  }
+
+  private readQuorum(namespace: string, key: Uint8Array, replicas: readonly PreferenceEntry[], quorum: QuorumDefaults): Promise<Result<StoredObject | undefined>> {
+    const { n, r } = quorum;
     let machine = getCoordinator.start<Sibling>({ replicas: replicas.map(target), n, r });
     return new Promise((resolve) => {
       let answered = false;
@@ -196,7 +246,7 @@ export class Coordinator implements KeyValueStore {
             resolve(success(output.object === 'notfound' ? undefined : output.object));
           } else if (output.type === 'fail' && !answered) {
             answered = true;
-            resolve(quorumFailure('read', output.replied, output.needed, quorum.value));
+            resolve(quorumFailure('read', output.replied, output.needed, quorum));
           } else if (output.type === 'read-repair') {
             for (const repair of output.targets) this.repair(repair.nodeId, namespace, key, repair.object);
           }
@@ -365,6 +415,23 @@ class CoordinationFailure extends Error {
   constructor(readonly failure: Failure) {
     super(failure.message);
   }
+}
+
+function newestOnly(result: Result<ReadResult | undefined>): Result<ReadResult | undefined> {
+  if (!result.ok || result.value === undefined || result.value.siblings.length <= 1) return result;
+  const read = result.value;
+  const newest = newestSibling(read.siblings);
+  return success({ siblings: newest === undefined ? [] : [newest], get context() {
+    return read.context;
+  } });
+}
+
+function withoutUndefined(options: QuorumOptions): QuorumOptions {
+  const defined: { n?: number; r?: number; w?: number } = {};
+  if (options.n !== undefined) defined.n = options.n;
+  if (options.r !== undefined) defined.r = options.r;
+  if (options.w !== undefined) defined.w = options.w;
+  return defined;
 }
 
 function target(entry: PreferenceEntry): getCoordinator.ReplicaTarget {

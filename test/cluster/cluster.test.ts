@@ -164,3 +164,59 @@ describe('cluster: five nodes', () => {
   });
 });
 
+
+describe('cluster: growing from one node, and namespace settings', () => {
+  it('cluster: data written on one node is read through a node that joined after it (N=1, the previous owner consulted)', async () => {
+    // With N=1 a moved partition has no other replica: only the previous owner holds its data.
+    const single = ['--n-val', '1', '--r', '1', '--w', '1', ...clusterArgs];
+    const first = await startNode({ args: ['--node-id', 'node-1', ...single] });
+    const firstClient = redisOf(first);
+    const nodes = [first];
+    const clients = [firstClient];
+    try {
+      for (let index = 0; index < 200; index++) assert.equal(await firstClient.set(`old-${index}`, `v${index}`), 'OK');
+      const second = await startNode({ args: ['--node-id', 'node-2', '--join', `127.0.0.1:${first.peerPort}`, ...single] });
+      nodes.push(second);
+      await eventually('node-2 owns partitions', 15_000, async () => {
+        const members = (await statusOf(first)).members;
+        return members.length === 2 && members.every((member) => member.partitions > 0) ? true : undefined;
+      });
+      await eventually('node-2 sees the new ring', 15_000, async () => ((await statusOf(second)).members.every((member) => member.partitions > 0) ? true : undefined));
+      const secondClient = redisOf(second);
+      clients.push(secondClient);
+      for (let index = 0; index < 200; index++) assert.equal(await secondClient.get(`old-${index}`), `v${index}`, `old-${index} through node-2`);
+      const response = await fetch(`${second.baseUrl}/kv/default/old-3`);
+      assert.equal(response.status, 200);
+    } finally {
+      for (const client of clients) client.disconnect();
+      await Promise.all(nodes.map((node) => node.stop('SIGKILL')));
+    }
+  });
+
+  it('cluster: namespace settings set on one node spread by gossip; an lww namespace keeps one value', async () => {
+    const nodes = await startCluster(3);
+    try {
+      const put = await fetch(`${nodes[0]!.baseUrl}/admin/namespaces/sessions`, {
+        method: 'PUT',
+        body: JSON.stringify({ n: 3, r: 1, w: 1, conflictMode: 'lww' }),
+      });
+      assert.equal(put.status, 200);
+      const bad = await fetch(`${nodes[0]!.baseUrl}/admin/namespaces/sessions`, { method: 'PUT', body: JSON.stringify({ n: 2, r: 3, w: 1, conflictMode: 'lww' }) });
+      assert.equal(bad.status, 400);
+      await eventually('node-3 knows the namespace', 10_000, async () => {
+        const listed = (await (await fetch(`${nodes[2]!.baseUrl}/admin/namespaces`)).json()) as { namespaces: { name: string; conflictMode: string; r: number }[] };
+        const found = listed.namespaces.find((entry) => entry.name === 'sessions');
+        return found?.conflictMode === 'lww' && found.r === 1 ? found : undefined;
+      });
+      assert.equal((await fetch(`${nodes[0]!.baseUrl}/kv/sessions/user`, { method: 'PUT', body: 'first' })).status, 204);
+      assert.equal((await fetch(`${nodes[1]!.baseUrl}/kv/sessions/user`, { method: 'PUT', body: 'second' })).status, 204);
+      for (const node of nodes) {
+        const response = await fetch(`${node.baseUrl}/kv/sessions/user?r=3`);
+        assert.equal(response.status, 200, 'one value, not siblings');
+        assert.equal(await response.text(), 'second');
+      }
+    } finally {
+      await Promise.all(nodes.map((node) => node.stop('SIGKILL')));
+    }
+  });
+});
