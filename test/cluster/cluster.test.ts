@@ -220,3 +220,37 @@ describe('cluster: growing from one node, and namespace settings', () => {
     }
   });
 });
+
+describe('cluster: kill -9 under load', () => {
+  it('cluster: every write acknowledged with W=2 while a node is killed mid-load is readable afterwards (3 nodes, 4 writers)', async () => {
+    const nodes = await startCluster(3);
+    const writers = [redisOf(nodes[0]!), redisOf(nodes[1]!), redisOf(nodes[0]!), redisOf(nodes[1]!)];
+    const acknowledged: string[] = [];
+    let failed = 0;
+    try {
+      const deadline = Date.now() + 4000;
+      const load = writers.map(async (client, writer) => {
+        for (let index = 0; index < 5000 && Date.now() < deadline; index++) {
+          const key = `load-${writer}-${index}`;
+          try {
+            if ((await client.set(key, key)) === 'OK') acknowledged.push(key);
+          } catch {
+            failed++; // a write that fails was not acknowledged: it may or may not be there
+          }
+        }
+      });
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      await nodes[2]!.stop('SIGKILL');
+      await Promise.all(load);
+      assert.ok(acknowledged.length > 100, `only ${acknowledged.length} writes acknowledged (${failed} failed)`);
+      const reader = redisOf(nodes[1]!);
+      writers.push(reader);
+      const missing: string[] = [];
+      for (const key of acknowledged) if ((await reader.get(key)) !== key) missing.push(key);
+      assert.deepEqual(missing.slice(0, 10), [], `${missing.length} of ${acknowledged.length} acknowledged writes missing`);
+    } finally {
+      for (const client of writers) client.disconnect();
+      await Promise.all(nodes.map((node) => node.stop('SIGKILL')));
+    }
+  });
+});
