@@ -2,11 +2,16 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { describe, test, type TestContext } from 'node:test';
+import { freePort, temporaryDirectory } from '../../test/helpers/ringkv-process.js';
 import { HttpServer } from '../api/http-server.js';
+import { resolveConfig } from '../node/config.js';
 import { KvService, type KvLimits } from '../node/kv-service.js';
 import { silentLogger } from '../node/logger.js';
+import { RingkvNode } from '../node/ringkv-node.js';
 import { MemoryEngine } from '../storage/memory-engine.js';
 import { SystemClock } from '../world/clock.js';
+import { NodeFileSystem } from '../world/file-system.js';
+import { createRandom } from '../world/random.js';
 import { RingkvClient, RingkvClientError, type ClientSibling, type RingkvClientOptions } from './client.js';
 
 const limitsDefault: KvLimits = { keyBytesMax: 1024, valueBytesMax: 1024 * 1024, siblingsMax: 100 };
@@ -27,6 +32,40 @@ async function startServer(t: TestContext, limits: Partial<KvLimits> = {}): Prom
   await server.start();
   t.after(() => server.stop(1000));
   return `http://127.0.0.1:${server.port()}`;
+}
+
+/**
+ * A whole single node (cluster service and quorum coordinator, unlike startServer's bare store)
+ * on free loopback ports; stopped when the test ends. Returns its HTTP URL.
+ */
+async function startNode(t: TestContext): Promise<string> {
+  const config = resolveConfig({
+    flags: { dataDir: temporaryDirectory(), httpPort: await freePort(), respPort: await freePort(), peerPort: await freePort() },
+    environment: {},
+    file: undefined,
+  });
+  assert.ok(config.ok);
+  const world = { clock: new SystemClock(), random: createRandom(7), fs: new NodeFileSystem(), logger: silentLogger() };
+  const node = await RingkvNode.start(config.value, world, () => {});
+  t.after(() => node.stop());
+  return `http://127.0.0.1:${node.http.port()}`;
+}
+
+/**
+ * A fetch that records each request's method and URL and answers without a server: a key GET
+ * finds nothing (404), a key listing is empty, a PUT or DELETE succeeds (204).
+ */
+function recordingFetch(): { fetch: typeof fetch; sent: string[] } {
+  const sent: string[] = [];
+  const recording: typeof fetch = (input, init) => {
+    const method = init?.method ?? 'GET';
+    sent.push(`${method} ${String(input)}`);
+    const isListing = new URL(String(input)).pathname.split('/').length === 3;
+    const body = isListing ? { keys: [], next: null } : { error: { code: 'NOT_FOUND', message: 'absent' } };
+    if (method !== 'GET') return Promise.resolve(new Response(null, { status: 204 }));
+    return Promise.resolve(new Response(JSON.stringify(body), { status: isListing ? 200 : 404 }));
+  };
+  return { fetch: recording, sent };
 }
 
 async function clientFor(t: TestContext, options: Omit<RingkvClientOptions, 'url'> = {}, limits: Partial<KvLimits> = {}): Promise<RingkvClient> {
@@ -191,6 +230,84 @@ describe('client: siblings and update', () => {
     // A resolver that knows the domain can now merge them (here: apply both deltas).
     await alice.update('balance', () => '80', { resolveSiblings: newestWins });
     assert.deepEqual(texts((await bob.get('balance'))?.siblings ?? []), ['80']);
+  });
+});
+
+describe('client: quorum options', () => {
+  test('client quorum: the client n, r, w go with every key request; none gives no query', async () => {
+    const { fetch, sent } = recordingFetch();
+    const plain = new RingkvClient({ url: 'http://ringkv.test', fetch });
+    await plain.get('k');
+    const client = new RingkvClient({ url: 'http://ringkv.test', fetch, quorum: { n: 3, r: 2, w: 1 } });
+    await client.get('k');
+    await client.put('k', 'v');
+    await client.delete('k');
+    await client.keys();
+    assert.deepEqual(sent, [
+      'GET http://ringkv.test/kv/default/k',
+      'GET http://ringkv.test/kv/default/k?n=3&r=2&w=1',
+      'PUT http://ringkv.test/kv/default/k?n=3&r=2&w=1',
+      'DELETE http://ringkv.test/kv/default/k?n=3&r=2&w=1',
+      'GET http://ringkv.test/kv/default?',
+    ]);
+  });
+
+  test('client quorum: a call quorum overrides the client one field by field; update uses it for both requests', async () => {
+    const { fetch, sent } = recordingFetch();
+    const client = new RingkvClient({ url: 'http://ringkv.test', fetch, namespace: 'ns', quorum: { n: 5, r: 3 } });
+    await client.get('k', { quorum: { r: 1 } });
+    await client.put('k', 'v', { quorum: { w: 4, r: undefined } });
+    await client.delete('k', { quorum: { n: 2, r: 2, w: 2 } });
+    await client.update('k', () => 'v', { quorum: { r: 4, w: 4 } });
+    assert.deepEqual(sent, [
+      'GET http://ringkv.test/kv/ns/k?n=5&r=1',
+      'PUT http://ringkv.test/kv/ns/k?n=5&r=3&w=4',
+      'DELETE http://ringkv.test/kv/ns/k?n=2&r=2&w=2',
+      'GET http://ringkv.test/kv/ns/k?n=5&r=4&w=4',
+      'PUT http://ringkv.test/kv/ns/k?n=5&r=4&w=4',
+    ]);
+  });
+
+  test('client quorum: values that are not integers from 1 to 8 are BAD_REQUEST before any request', async () => {
+    const { fetch, sent } = recordingFetch();
+    const client = new RingkvClient({ url: 'http://ringkv.test', fetch });
+    for (const bad of [0, 9, 1.5, -1, Number.NaN, Number.POSITIVE_INFINITY, '2' as unknown as number]) {
+      await rejectsWith(client.get('k', { quorum: { r: bad } }), 'BAD_REQUEST', 0);
+      await rejectsWith(client.put('k', 'v', { quorum: { w: bad } }), 'BAD_REQUEST', 0);
+      await rejectsWith(client.delete('k', { quorum: { n: bad } }), 'BAD_REQUEST', 0);
+      await rejectsWith(client.update('k', () => 'v', { quorum: { n: bad } }), 'BAD_REQUEST', 0);
+    }
+    await assert.rejects(client.get('k', { quorum: { r: 0 } }), { message: 'quorum r must be an integer from 1 to 8, got 0' });
+    assert.throws(() => new RingkvClient({ url: 'http://ringkv.test', fetch, quorum: { w: 10 } }), (error: unknown) => {
+      assert.ok(error instanceof RingkvClientError);
+      assert.equal(error.code, 'BAD_REQUEST');
+      assert.equal(error.message, 'quorum w must be an integer from 1 to 8, got 10');
+      return true;
+    });
+    assert.deepEqual(sent, [], 'nothing was sent');
+    await client.get('k', { quorum: { n: 8, r: 1, w: 8 } });
+    assert.deepEqual(sent, ['GET http://ringkv.test/kv/default/k?n=8&r=1&w=8']);
+  });
+
+  test('client quorum: a single node serves n=1 and n=3 with r=w=1, refuses r > n, and cannot meet r=3 or w=2 of n=3', async (t) => {
+    const url = await startNode(t);
+    const client = new RingkvClient({ url });
+    await client.put('k', 'v', { quorum: { n: 1, w: 1 } });
+    assert.equal((await client.get('k', { quorum: { n: 1, r: 1 } }))?.value?.toString(), 'v');
+    // n given: it is not capped at the ring's size, and the one node is enough for r=1 / w=1.
+    await client.put('k', 'v2', { quorum: { n: 3, w: 1 }, context: (await client.get('k'))?.context ?? '' });
+    assert.equal((await client.get('k', { quorum: { n: 3, r: 1 } }))?.value?.toString(), 'v2');
+    // n defaulted: a one-node ring caps it at 1, so r=2 asks for more replicas than n.
+    await rejectsWith(client.get('k', { quorum: { r: 2 } }), 'BAD_REQUEST', 400);
+    await assert.rejects(client.get('k', { quorum: { r: 2 } }), { message: 'r and w must be at most n (n=1, r=2, w=1)' });
+    await rejectsWith(client.put('k', 'v', { quorum: { n: 2, w: 3 } }), 'BAD_REQUEST', 400);
+    // n=3 given: valid, but only one of its replicas exists.
+    await rejectsWith(client.get('k', { quorum: { n: 3, r: 3 } }), 'UNAVAILABLE', 503);
+    await assert.rejects(client.get('k', { quorum: { n: 3, r: 3 } }), { message: 'read quorum not met: only 1 of n=3 replicas are up, r=3 needed' });
+    const strict = new RingkvClient({ url, quorum: { n: 3, w: 2 } });
+    await assert.rejects(strict.put('k', 'lost'), { name: 'RingkvClientError', code: 'UNAVAILABLE', status: 503, message: 'write quorum not met: only 1 of n=3 replicas are up, w=2 needed' });
+    await rejectsWith(strict.update('k', () => 'lost', { quorum: { r: 1 } }), 'UNAVAILABLE', 503);
+    assert.equal((await client.get('k'))?.value?.toString(), 'v2', 'no refused write was applied');
   });
 });
 

@@ -14,11 +14,25 @@ export interface ClientSibling {
 /** Picks (or merges into) one value from concurrent siblings; called only when there are several. */
 export type SiblingResolver = (siblings: readonly ClientSibling[]) => Buffer;
 
+/**
+ * Replicas per key (n), replies a read waits for (r), acks a write waits for (w), each an
+ * integer from 1 to 8 (the server's `?n=&r=&w=`). An absent one is the namespace's default on
+ * the server (N=3, R=2, W=2 in a cluster, capped at the ring's size when not given).
+ */
+export interface QuorumOptions {
+  // `| undefined`: an explicit undefined (from a spread of optional settings) means "not given".
+  readonly n?: number | undefined;
+  readonly r?: number | undefined;
+  readonly w?: number | undefined;
+}
+
 export interface RingkvClientOptions {
   /** The node's HTTP base URL, e.g. `http://127.0.0.1:8098`. */
   readonly url: string;
   /** Default 'default'. */
   readonly namespace?: string;
+  /** Quorum of every get, put, delete and update; a call's own `quorum` overrides it field by field. */
+  readonly quorum?: QuorumOptions;
   /** Per request; default 10 000 ms. */
   readonly timeoutMs?: number;
   readonly resolveSiblings?: SiblingResolver;
@@ -40,19 +54,24 @@ export interface RequestOptions {
   readonly namespace?: string;
 }
 
-export interface GetOptions extends RequestOptions {
+export interface KeyRequestOptions extends RequestOptions {
+  /** Overrides the client's quorum for this call, field by field (`{ r: 3 }` keeps the client's n and w). */
+  readonly quorum?: QuorumOptions;
+}
+
+export interface GetOptions extends KeyRequestOptions {
   /** Overrides the client's resolver for this call. */
   readonly resolveSiblings?: SiblingResolver;
 }
 
-export interface PutOptions extends RequestOptions {
+export interface PutOptions extends KeyRequestOptions {
   /** The context of the read this write is based on. Absent: a blind write, kept beside what is stored. */
   readonly context?: string;
   /** Default: text/plain; charset=utf-8 for a string, none (served as application/octet-stream) for bytes. */
   readonly contentType?: string;
 }
 
-export interface DeleteOptions extends RequestOptions {
+export interface DeleteOptions extends KeyRequestOptions {
   /** Delete only what this context saw. Absent: delete whatever is stored now. */
   readonly context?: string;
 }
@@ -86,6 +105,8 @@ export const ClientErrorCode = {
   siblingsUnresolved: 'SIBLINGS_UNRESOLVED',
   /** The key cannot be put in a URL path ('.' and '..' are path segments to every URL parser). */
   keyInvalid: 'KEY_INVALID',
+  /** A quorum option is not an integer from 1 to 8 (checked before sending, as the server would). */
+  badRequest: 'BAD_REQUEST',
 } as const;
 
 export class RingkvClientError extends Error {
@@ -105,12 +126,16 @@ export class RingkvClientError extends Error {
 const contextHeader = 'x-ringkv-context';
 const timeoutMsDefault = 10_000;
 const textContentType = 'text/plain; charset=utf-8';
+/** The server's bound on n, r and w (nMax in src/node/coordinator.ts). */
+const quorumValueMax = 8;
+const quorumNames = ['n', 'r', 'w'] as const;
 
 export class RingkvClient {
   private readonly base: string;
   private readonly namespace: string;
   private readonly timeoutMs: number;
   private readonly fetch: typeof fetch;
+  private readonly quorum: QuorumOptions;
 
   constructor(private readonly options: RingkvClientOptions) {
     const parsed = new URL(options.url);
@@ -120,6 +145,8 @@ export class RingkvClient {
     this.timeoutMs = options.timeoutMs ?? timeoutMsDefault;
     if (!(Number.isFinite(this.timeoutMs) && this.timeoutMs > 0)) throw new TypeError('timeoutMs must be a positive number');
     this.fetch = options.fetch ?? fetch;
+    this.quorum = { ...options.quorum };
+    checkQuorum(this.quorum);
   }
 
   /** The value(s) under `key`, or undefined when there is none. */
@@ -163,6 +190,7 @@ export class RingkvClient {
     const contentType = options.contentType ?? (current?.siblings.length === 1 ? current.siblings[0]?.contentType : undefined);
     const putOptions: PutOptions = {
       ...(options.namespace === undefined ? {} : { namespace: options.namespace }),
+      ...(options.quorum === undefined ? {} : { quorum: options.quorum }),
       ...(current === undefined ? {} : { context: current.context }),
       ...(contentType === undefined ? {} : { contentType }),
     };
@@ -190,12 +218,18 @@ export class RingkvClient {
     return resolver?.(siblings);
   }
 
-  private keyUrl(key: string | Uint8Array, options: RequestOptions): string {
+  /** The URL of `key`, with the quorum query (the call's fields over the client's). Throws before any request. */
+  private keyUrl(key: string | Uint8Array, options: KeyRequestOptions): string {
     const encoded = encodeKey(key);
     if (encoded === '.' || encoded === '..') {
       throw new RingkvClientError(ClientErrorCode.keyInvalid, 0, `the key ${JSON.stringify(encoded)} cannot be addressed in a URL path`);
     }
-    return `${this.base}/kv/${encodeURIComponent(options.namespace ?? this.namespace)}/${encoded}`;
+    const quorum = { ...this.quorum, ...withoutUndefined(options.quorum ?? {}) };
+    checkQuorum(quorum);
+    const query = new URLSearchParams();
+    for (const name of quorumNames) if (quorum[name] !== undefined) query.set(name, String(quorum[name]));
+    const search = query.size === 0 ? '' : `?${query.toString()}`;
+    return `${this.base}/kv/${encodeURIComponent(options.namespace ?? this.namespace)}/${encoded}${search}`;
   }
 
   /** One HTTP exchange; no answer at all becomes UNAVAILABLE. */
@@ -207,6 +241,22 @@ export class RingkvClient {
       throw new RingkvClientError(ClientErrorCode.unavailable, 0, `${method} ${url}: ${reason}`, { cause: error });
     }
   }
+}
+
+/** Throws BAD_REQUEST unless every given n, r, w is an integer from 1 to 8 (r, w <= n is the server's to judge). */
+function checkQuorum(quorum: QuorumOptions): void {
+  for (const name of quorumNames) {
+    const value: unknown = quorum[name];
+    if (value === undefined) continue;
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > quorumValueMax) {
+      throw new RingkvClientError(ClientErrorCode.badRequest, 0, `quorum ${name} must be an integer from 1 to ${quorumValueMax}, got ${String(value)}`);
+    }
+  }
+}
+
+/** `{ r: undefined }` from a caller must not erase the client's r. */
+function withoutUndefined(quorum: QuorumOptions): QuorumOptions {
+  return Object.fromEntries(Object.entries(quorum).filter(([, value]) => value !== undefined)) as QuorumOptions;
 }
 
 /** Percent-encodes every byte outside RFC 3986's unreserved set, so any bytes form one path segment. */

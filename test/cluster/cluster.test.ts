@@ -32,18 +32,26 @@ async function eventually<T>(what: string, timeoutMs: number, probe: () => Promi
 /** Starts `count` nodes, the first founding the cluster, the others joining it; waits until all see all. */
 async function startCluster(count: number): Promise<RunningNode[]> {
   const first = await startNode({ args: ['--node-id', 'node-1', ...clusterArgs] });
-  const rest = await Promise.all(
+  const started = await Promise.allSettled(
     Array.from({ length: count - 1 }, (_, index) =>
       startNode({ args: ['--node-id', `node-${index + 2}`, '--join', `127.0.0.1:${first.peerPort}`, ...clusterArgs] }),
     ),
   );
-  const nodes = [first, ...rest];
-  await eventually('every node sees every member valid on one ring', 20_000, async () => {
-    const views = await Promise.all(nodes.map(statusOf));
-    const epochs = new Set(views.map((view) => view.ring.epoch));
-    const settled = views.every((view) => view.members.length === count && view.members.every((member) => member.state === 'valid' && member.partitions > 0));
-    return settled && epochs.size === 1 ? true : undefined;
-  });
+  const nodes = [first, ...started.flatMap((outcome) => (outcome.status === 'fulfilled' ? [outcome.value] : []))];
+  try {
+    const failed = started.find((outcome) => outcome.status === 'rejected');
+    if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
+    await eventually('every node sees every member valid on one ring', 20_000, async () => {
+      const views = await Promise.all(nodes.map(statusOf));
+      const epochs = new Set(views.map((view) => view.ring.epoch));
+      const settled = views.every((view) => view.members.length === count && view.members.every((member) => member.state === 'valid' && member.partitions > 0));
+      return settled && epochs.size === 1 ? true : undefined;
+    });
+  } catch (error) {
+    // Nodes left running would keep the test process alive.
+    await Promise.all(nodes.map((node) => node.stop('SIGKILL')));
+    throw error;
+  }
   return nodes;
 }
 

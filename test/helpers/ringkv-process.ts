@@ -63,8 +63,27 @@ export interface RunningNode {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Starts `ringkv start` on free loopback ports and resolves once it logs that it is ready. */
-export async function startNode(options: { dataDir?: string; args?: readonly string[]; env?: Record<string, string> } = {}): Promise<RunningNode> {
+type StartOptions = { dataDir?: string; args?: readonly string[]; env?: Record<string, string> };
+
+/** Attempts to start on freshly probed ports: another socket may take a probed port first. */
+const portAttemptsMax = 3;
+
+/**
+ * Starts `ringkv start` on free loopback ports and resolves once it logs that it is ready.
+ * A port probed free can be taken (by an outgoing connection's ephemeral port) before the node
+ * binds it: then it tries again on new ports.
+ */
+export async function startNode(options: StartOptions = {}): Promise<RunningNode> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startNodeOnce(options);
+    } catch (error) {
+      if (attempt >= portAttemptsMax || !/EADDRINUSE/.test(String(error))) throw error;
+    }
+  }
+}
+
+async function startNodeOnce(options: StartOptions): Promise<RunningNode> {
   const dataDir = options.dataDir ?? temporaryDirectory();
   const httpPort = await freePort();
   const respPort = await freePort();
