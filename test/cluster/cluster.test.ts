@@ -211,11 +211,13 @@ describe('cluster: growing from one node, and namespace settings', () => {
       assert.equal(put.status, 200);
       const bad = await fetch(`${nodes[0]!.baseUrl}/admin/namespaces/sessions`, { method: 'PUT', body: JSON.stringify({ n: 2, r: 3, w: 1, conflictMode: 'lww' }) });
       assert.equal(bad.status, 400);
-      await eventually('node-3 knows the namespace', 10_000, async () => {
-        const listed = (await (await fetch(`${nodes[2]!.baseUrl}/admin/namespaces`)).json()) as { namespaces: { name: string; conflictMode: string; r: number }[] };
-        const found = listed.namespaces.find((entry) => entry.name === 'sessions');
-        return found?.conflictMode === 'lww' && found.r === 1 ? found : undefined;
-      });
+      for (const node of nodes) {
+        await eventually(`${node.baseUrl} knows the namespace`, 10_000, async () => {
+          const listed = (await (await fetch(`${node.baseUrl}/admin/namespaces`)).json()) as { namespaces: { name: string; conflictMode: string; r: number }[] };
+          const found = listed.namespaces.find((entry) => entry.name === 'sessions');
+          return found?.conflictMode === 'lww' && found.r === 1 ? found : undefined;
+        });
+      }
       assert.equal((await fetch(`${nodes[0]!.baseUrl}/kv/sessions/user`, { method: 'PUT', body: 'first' })).status, 204);
       assert.equal((await fetch(`${nodes[1]!.baseUrl}/kv/sessions/user`, { method: 'PUT', body: 'second' })).status, 204);
       for (const node of nodes) {
