@@ -5,9 +5,9 @@ import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { Redis } from 'ioredis';
+import { ManualClock } from '../../test/helpers/manual-clock.js';
 import { cliEntry, runCli, temporaryDirectory } from '../../test/helpers/ringkv-process.js';
 import { RingkvClient } from '../client/client.js';
-import type { Clock, TimerHandle } from '../world/clock.js';
 import {
   DevSupervisor,
   RestartPolicy,
@@ -23,50 +23,6 @@ import {
   type NodeExit,
   type NodeProcess,
 } from './dev-cluster.js';
-
-/** Virtual time: timers fire only when the test advances the clock. */
-class ManualClock implements Clock {
-  private now = 0;
-  private sequence = 0;
-  private readonly timers = new Map<number, { readonly atMs: number; readonly callback: () => void }>();
-
-  nowMs(): number {
-    return this.now;
-  }
-
-  wallMs(): number {
-    return this.now;
-  }
-
-  setTimer(delayMs: number, callback: () => void): TimerHandle {
-    const id = this.sequence++;
-    this.timers.set(id, { atMs: this.now + delayMs, callback });
-    return { cancel: () => this.timers.delete(id) };
-  }
-
-  get timersPending(): number {
-    return this.timers.size;
-  }
-
-  /** Moves time forward, firing due timers in order and letting promises settle after each. */
-  async advance(durationMs: number): Promise<void> {
-    const targetMs = this.now + durationMs;
-    await settle();
-    for (;;) {
-      const due = [...this.timers.entries()].filter(([, timer]) => timer.atMs <= targetMs).sort(([, a], [, b]) => a.atMs - b.atMs)[0];
-      if (due === undefined) break;
-      this.timers.delete(due[0]);
-      this.now = due[1].atMs;
-      due[1].callback();
-      await settle();
-    }
-    this.now = targetMs;
-  }
-}
-
-function settle(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
-}
 
 let nextPid = 1000;
 

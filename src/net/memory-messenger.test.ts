@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { Clock, TimerHandle } from '../world/clock.js';
+import { ManualClock } from '../../test/helpers/manual-clock.js';
 import { createMemoryNetwork, type MemoryMessenger, type MemoryNetwork } from './memory-messenger.js';
 import { messengerConformanceSuite } from './messenger-conformance.js';
 import { RpcError, type PeerIdentity, type RpcErrorCode } from './peer-messenger.js';
@@ -34,48 +34,6 @@ messengerConformanceSuite('memory', async () => {
     },
   };
 });
-
-/** Virtual time: timers fire only when the test advances the clock, in due order, then by creation order. */
-class ManualClock implements Clock {
-  private currentMs = 0;
-  private sequence = 0;
-  private timers: { dueMs: number; sequence: number; callback: () => void; cancelled: boolean }[] = [];
-
-  nowMs(): number {
-    return this.currentMs;
-  }
-
-  wallMs(): number {
-    return 1_700_000_000_000 + this.currentMs;
-  }
-
-  setTimer(delayMs: number, callback: () => void): TimerHandle {
-    const timer = { dueMs: this.currentMs + delayMs, sequence: this.sequence++, callback, cancelled: false };
-    this.timers.push(timer);
-    return { cancel: () => void (timer.cancelled = true) };
-  }
-
-  /** Advances time by `deltaMs`, firing every timer that comes due (also ones set meanwhile), then settles promises. */
-  async advance(deltaMs: number): Promise<void> {
-    const targetMs = this.currentMs + deltaMs;
-    for (;;) {
-      this.timers = this.timers.filter((timer) => !timer.cancelled);
-      this.timers.sort((left, right) => left.dueMs - right.dueMs || left.sequence - right.sequence);
-      const next = this.timers[0];
-      if (next === undefined || next.dueMs > targetMs) break;
-      this.timers.shift();
-      this.currentMs = next.dueMs;
-      next.callback();
-      await flushPromises();
-    }
-    this.currentMs = targetMs;
-    await flushPromises();
-  }
-}
-
-async function flushPromises(): Promise<void> {
-  for (let round = 0; round < 5; round++) await Promise.resolve();
-}
 
 interface Cluster {
   readonly clock: ManualClock;

@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
+import { ManualClock } from '../../test/helpers/manual-clock.js';
 import { once } from 'node:events';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { describe, test } from 'node:test';
 import { pino } from 'pino';
 import { AssertionError } from '../core/assert.js';
-import { SystemClock, sleep, type Clock, type TimerHandle } from '../world/clock.js';
+import { SystemClock, sleep } from '../world/clock.js';
 import { silentLogger, type Logger } from './logger.js';
 import {
   Supervisor,
@@ -14,57 +15,6 @@ import {
   type SupervisorOptions,
 } from './supervisor.js';
 
-/** Virtual time: timers fire only when the test advances the clock. */
-class ManualClock implements Clock {
-  private now = 0;
-  private sequence = 0;
-  private readonly timers = new Map<number, { readonly atMs: number; readonly callback: () => void }>();
-
-  nowMs(): number {
-    return this.now;
-  }
-
-  wallMs(): number {
-    return 1_700_000_000_000 + this.now;
-  }
-
-  setTimer(delayMs: number, callback: () => void): TimerHandle {
-    const id = this.sequence++;
-    this.timers.set(id, { atMs: this.now + delayMs, callback });
-    return { cancel: () => this.timers.delete(id) };
-  }
-
-  get timersPending(): number {
-    return this.timers.size;
-  }
-
-  /** Moves time forward, firing due timers in time order and letting promises settle after each. */
-  async advance(durationMs: number): Promise<void> {
-    const targetMs = this.now + durationMs;
-    await settle();
-    for (let next = this.nextDue(targetMs); next !== undefined; next = this.nextDue(targetMs)) {
-      const [id, timer] = next;
-      this.timers.delete(id);
-      this.now = timer.atMs;
-      timer.callback();
-      await settle();
-    }
-    this.now = targetMs;
-  }
-
-  private nextDue(targetMs: number): [number, { atMs: number; callback: () => void }] | undefined {
-    let due: [number, { atMs: number; callback: () => void }] | undefined;
-    for (const [id, timer] of this.timers) {
-      if (timer.atMs <= targetMs && (due === undefined || timer.atMs < due[1].atMs)) due = [id, timer];
-    }
-    return due;
-  }
-}
-
-/** Runs every queued promise continuation: the fake services below never wait on real I/O. */
-async function settle(): Promise<void> {
-  for (let round = 0; round < 5; round++) await new Promise<void>((resolve) => setImmediate(resolve));
-}
 
 /** A service that records its starts and stops in a shared journal and fails on command. */
 class FakeService implements Service {
