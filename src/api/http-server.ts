@@ -56,6 +56,7 @@ export const statusByCode: Readonly<Record<ErrorCode, number>> = {
   [ErrorCode.protocolError]: 400,
   [ErrorCode.unavailable]: 503,
   [ErrorCode.engineClosed]: 503,
+  [ErrorCode.corruption]: 500,
   [ErrorCode.configInvalid]: 500,
   [ErrorCode.internal]: 500,
 };

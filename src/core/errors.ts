@@ -27,6 +27,8 @@ export const ErrorCode = {
   unavailable: 'UNAVAILABLE',
   /** The storage engine is closed. */
   engineClosed: 'ENGINE_CLOSED',
+  /** Stored data failed its checksum or does not parse: it is reported, never served. */
+  corruption: 'CORRUPTION',
   /** Configuration is invalid. */
   configInvalid: 'CONFIG_INVALID',
   /** An unexpected failure inside the node; it is logged with details. */
