@@ -13,6 +13,7 @@ import {
   emptyDvv,
   invariants,
   join,
+  absorbs,
   less,
   overwrite,
   size,
@@ -610,4 +611,22 @@ test('dvv: overwrite equals an update with the full stored context (reachable se
     { numRuns: 300 },
   );
   assert.deepEqual(canonical(overwrite(undefined, 'a', 7)), canonical(update(clientWrite(7), 'a')));
+});
+
+test('dvv: when b absorbs a, sync(a, b) is b (reachable sets; both outcomes seen)', () => {
+  const outcomes = { true: 0, false: 0 };
+  fc.assert(
+    fc.property(historyAndPicks, ({ commands, picks }) => {
+      const world = simulate(commands);
+      const [a, b] = pickThree(world, picks);
+      for (const [x, y] of [[a.set, b.set], [a.set, update(clientWrite(-1, join(a.set)), 'b', a.set)]] as const) {
+        const clock = x.entries.map((entry) => ({ actor: entry.actor, counter: entry.counter, valueCount: entry.values.length }));
+        const absorbed = absorbs(y, clock, x.anonymous.length);
+        outcomes[absorbed ? 'true' : 'false']++;
+        if (absorbed) assert.deepEqual(canonical(sync(x, y)), canonical(y));
+      }
+    }),
+    { numRuns: 500 },
+  );
+  assert.ok(outcomes.true > 50 && outcomes.false > 10, JSON.stringify(outcomes));
 });

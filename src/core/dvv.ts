@@ -69,6 +69,36 @@ export function overwrite<V>(stored: DvvSet<V> | undefined, actor: Actor, value:
   return { entries: event(cleared, actor, value), anonymous: stored.anonymous };
 }
 
+/** An actor's place in a set, without its values: what a replica needs to compare clocks. */
+export interface ClockEntry {
+  readonly actor: Actor;
+  readonly counter: number;
+  /** How many of the actor's newest events still hold a value. */
+  readonly valueCount: number;
+}
+
+/**
+ * True when `sync(a, b)` equals `b` for the set `a` whose clock is given: b has seen every event
+ * of a and keeps no value a has discarded. A replica receiving b (a coordinated write built on
+ * what it already holds, the usual case) can then store b as it is, skipping the merge.
+ */
+export function absorbs<V>(b: DvvSet<V>, aEntries: readonly ClockEntry[], aAnonymousCount: number): boolean {
+  if (aAnonymousCount > 0 || b.anonymous.length > 0) return false;
+  let indexB = 0;
+  for (const a of aEntries) {
+    while (indexB < b.entries.length && (b.entries[indexB] as DvvEntry<V>).actor < a.actor) indexB++;
+    const entry = b.entries[indexB];
+    if (entry === undefined || entry.actor !== a.actor) return false;
+    // mergeEntry(a, b): at equal counters a's entry is kept, sliced to b's values when a holds more.
+    if (entry.counter === a.counter) {
+      if (a.valueCount < entry.values.length) return false;
+    } else if (entry.counter < a.counter || entry.counter - entry.values.length < a.counter - a.valueCount) {
+      return false;
+    }
+  }
+  return true;
+}
+
 /** Merges two replicas' sets: the union of their histories, keeping only concurrent values. */
 export function sync<V>(a: DvvSet<V>, b: DvvSet<V>): DvvSet<V> {
   let anonymous: readonly V[];

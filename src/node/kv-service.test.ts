@@ -123,3 +123,23 @@ describe('kv: read-modify-write is serialized per key when the engine is slow', 
     assert.equal(inFlightMax, 1, 'writes to one key read it one at a time');
   });
 });
+
+describe('kv: merging another replica\'s object', () => {
+  it('kv: a descendant replaces what is stored, a concurrent object is merged into siblings', async () => {
+    const here = service();
+    const there = new KvService(new MemoryEngine(), { actor: 'node-b', clock: new SystemClock(), limits });
+    const base = written(await here.put('ns', key, Buffer.from('base')));
+    // Replica b received the base, then coordinated a write on top of it: a descendant.
+    await there.mergeObject('ns', key, base.encoded as Uint8Array);
+    const descendant = written(await there.put('ns', key, Buffer.from('newer'), { context: 'current' }));
+    assert.ok((await here.mergeObject('ns', key, descendant.encoded as Uint8Array)).ok);
+    assert.deepEqual(text(await here.get('ns', key)), ['newer']);
+    // Meanwhile each side takes a blind write: concurrent objects, both kept after merging.
+    const mine = written(await here.put('ns', key, Buffer.from('mine')));
+    const theirs = written(await there.put('ns', key, Buffer.from('theirs')));
+    assert.ok((await here.mergeObject('ns', key, theirs.encoded as Uint8Array)).ok);
+    assert.ok((await there.mergeObject('ns', key, mine.encoded as Uint8Array)).ok);
+    assert.deepEqual(text(await here.get('ns', key)), ['mine', 'newer', 'theirs']);
+    assert.deepEqual(text(await there.get('ns', key)), ['mine', 'newer', 'theirs']);
+  });
+});

@@ -1,9 +1,9 @@
 import { assert } from '../core/assert.js';
-import { clientWrite, join, overwrite, sync, update, values, type VersionVector } from '../core/dvv.js';
+import { absorbs, clientWrite, join, overwrite, sync, update, values, type VersionVector } from '../core/dvv.js';
 import { ErrorCode, failure, success, type Failure, type Result } from '../core/errors.js';
 import { then, type Engine, type MaybePromise } from '../storage/engine.js';
 import type { Clock } from '../world/clock.js';
-import { decodeContext, decodeHistory, decodeNewestValue, decodeObject, encodeContext, encodeObject, type Sibling, type StoredObject } from './stored-object.js';
+import { decodeClock, decodeContext, decodeHistory, decodeNewestValue, decodeObject, encodeContext, encodeObject, type Sibling, type StoredObject } from './stored-object.js';
 import { namespaceRange, storageKey, userKey } from './storage-key.js';
 
 export interface KvLimits {
@@ -128,8 +128,13 @@ export class KvService implements KeyValueStore {
     const theirs = decodeObject(incoming);
     return this.serialized(engineKey, () =>
       then(this.engine.get(engineKey), (bytes) => {
-        const merged = bytes === undefined ? theirs : sync(decodeObject(bytes), theirs);
-        return then(this.engine.put(engineKey, bytes === undefined ? incoming : encodeObject(merged)), () => success(undefined));
+        let merged = incoming;
+        if (bytes !== undefined) {
+          // Usually the incoming object was built on what this replica holds: it is the merge.
+          const clock = decodeClock(bytes);
+          if (!absorbs(theirs, clock.entries, clock.anonymousCount)) merged = encodeObject(sync(decodeObject(bytes), theirs));
+        }
+        return then(this.engine.put(engineKey, merged), () => success(undefined));
       }),
     );
   }

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import type { DvvSet, VersionVector } from '../core/dvv.js';
-import { decodeContext, decodeHistory, decodeNewestValue, decodeObject, encodeContext, encodeObject, newestSibling, type Sibling } from './stored-object.js';
+import { decodeClock, decodeContext, decodeHistory, decodeNewestValue, decodeObject, encodeContext, encodeObject, newestSibling, type Sibling } from './stored-object.js';
 
 const sibling: fc.Arbitrary<Sibling> = fc.record({
   value: fc.option(fc.uint8Array({ maxLength: 300 }), { nil: null }),
@@ -99,5 +99,16 @@ test('stored object: decodeNewestValue picks what newestSibling picks from the d
       if (fast !== undefined && expected?.value != null) assert.deepEqual([...fast], [...expected.value]);
     }),
     { numRuns: 1000 },
+  );
+});
+
+test('stored object: decodeClock gives each actor its counter and value count (random objects)', () => {
+  fc.assert(
+    fc.property(object, (set) => {
+      const clock = decodeClock(encodeObject(set));
+      assert.deepEqual(clock.entries, set.entries.map((entry) => ({ actor: entry.actor, counter: entry.counter, valueCount: entry.values.length })));
+      assert.equal(clock.anonymousCount, set.anonymous.length);
+    }),
+    { numRuns: 300 },
   );
 });

@@ -1,5 +1,5 @@
 import { assert } from '../core/assert.js';
-import type { DvvEntry, DvvSet, VersionVector } from '../core/dvv.js';
+import type { ClockEntry, DvvEntry, DvvSet, VersionVector } from '../core/dvv.js';
 import { ErrorCode, failure, success, type Result } from '../core/errors.js';
 
 /**
@@ -112,6 +112,22 @@ interface Candidate {
   value: Uint8Array | undefined;
   writtenAtMs: number;
   contentType: string;
+}
+
+/** The causal clock of an encoded object: per actor its counter and how many values it holds. */
+export function decodeClock(bytes: Uint8Array): { readonly entries: ClockEntry[]; readonly anonymousCount: number } {
+  const reader = new Reader(bytes);
+  assert(reader.byte() === objectFormatVersion, 'stored object has an unknown format version');
+  const entryCount = reader.varint();
+  const entries: ClockEntry[] = [];
+  for (let index = 0; index < entryCount; index++) {
+    const actor = reader.latin1(reader.varint());
+    const counter = reader.varint();
+    entries.push({ actor, counter, valueCount: reader.countSiblings() });
+  }
+  const anonymousCount = reader.countSiblings();
+  assert(reader.offset === bytes.length, 'stored object has trailing bytes');
+  return { entries, anonymousCount };
 }
 
 function siblingsLength(siblings: readonly Sibling[]): number {
@@ -229,6 +245,18 @@ class Reader {
       if (text.charCodeAt(index) !== this.bytes[this.offset + index]) return false;
     }
     return true;
+  }
+
+  /** Steps over a sibling list; returns how many siblings it holds. */
+  countSiblings(): number {
+    const count = this.varint();
+    for (let index = 0; index < count; index++) {
+      const flags = this.byte();
+      this.varint();
+      this.view(this.varint());
+      if ((flags & tombstoneFlag) === 0) this.view(this.varint());
+    }
+    return count;
   }
 
   /** Steps over a sibling list; true when one of them is a value rather than a tombstone. */
