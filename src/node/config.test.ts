@@ -55,6 +55,15 @@ test('config: an invalid value names its option and source in one line', () => {
   }
 });
 
+test('config: the seed list may be an array in the config file', () => {
+  const config = resolve({ file: { join: ['127.0.0.1:7800', 'localhost:7801'] } });
+  assert.ok(config.ok);
+  assert.equal(config.value.join, '127.0.0.1:7800,localhost:7801');
+  const bad = resolve({ file: { join: ['no-port'] } });
+  assert.ok(!bad.ok);
+  assert.match(bad.message, /^invalid config file option "join": must be HOST:PEERPORT/);
+});
+
 test('config: environment variable names follow the flag', () => {
   assert.equal(environmentVariable('dataDir'), 'RINGKV_DATA_DIR');
   assert.equal(environmentVariable('respConnectionsMax'), 'RINGKV_RESP_CONNECTIONS_MAX');

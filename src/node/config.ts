@@ -30,8 +30,10 @@ export const configOptions = {
   httpPort: option('http-port', port, 8098, 'Port of the HTTP/JSON API.'),
   respPort: option('resp-port', port, 6380, 'Port of the Redis protocol (RESP2/RESP3) listener.'),
   peerPort: option('peer-port', port, 7800, 'Port for node-to-node traffic (unused until the cluster exists).'),
-  join: option('join', z.string().regex(/^$|^[^,\s]+:\d{1,5}(,[^,\s]+:\d{1,5})*$/, 'must be HOST:PEERPORT[,HOST:PEERPORT...]'), '',
-    'Seed nodes to join at start, as HOST:PEERPORT, comma-separated. Empty: start (or restart) on its own.'),
+  join: option('join',
+    z.union([z.string(), z.array(z.string()).transform((seeds) => seeds.join(','))])
+      .pipe(z.string().regex(/^$|^[^,\s]+:\d{1,5}(,[^,\s]+:\d{1,5})*$/, 'must be HOST:PEERPORT[,HOST:PEERPORT...]')), '',
+    'Seed nodes to join at start, as HOST:PEERPORT, comma-separated (a JSON array in the config file). Empty: start (or restart) on its own.'),
   datacenter: option('datacenter', z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 characters of [A-Za-z0-9_.-]'), 'dc1', 'Datacenter of this node; replicas are spread over datacenters first.'),
   weight: option('weight', z.coerce.number().int().min(1).max(1000), 1, 'Relative share of partitions this node claims (a node of weight 2 owns twice as many).'),
   partitionCount: option('partition-count', z.coerce.number().int().refine((count) => count >= 8 && count <= 4096 && (count & (count - 1)) === 0, 'must be a power of two from 8 to 4096'), 256,
