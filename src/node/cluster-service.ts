@@ -17,6 +17,8 @@ export interface ClusterWorld {
   readonly random: Random;
   readonly fs: FileSystem;
   readonly logger: Logger;
+  /** The node's messenger on its peer address; absent: TCP (the simulator passes its network). */
+  readonly createMessenger?: ((identity: { readonly nodeId: string; readonly host: string; readonly port: number }) => PeerMessenger) | undefined;
 }
 
 /** Parses the --join list: HOST:PORT[,HOST:PORT...] (validated by the config schema). */
@@ -67,7 +69,8 @@ export class ClusterService {
 
   async start(): Promise<void> {
     const { config, world } = this;
-    const messenger = createTcpMessenger({ nodeId: this.nodeId, host: config.host, port: config.peerPort, clock: world.clock, logger: world.logger });
+    const identity = { nodeId: this.nodeId, host: config.host, port: config.peerPort };
+    const messenger = world.createMessenger?.(identity) ?? createTcpMessenger({ ...identity, clock: world.clock, logger: world.logger });
     await messenger.start();
     this.messenger = messenger;
     try {
@@ -88,7 +91,10 @@ export class ClusterService {
         gossipIntervalMs: config.gossipIntervalMs,
         phiThreshold: config.phiThreshold,
         messenger,
-        ...world,
+        clock: world.clock,
+        random: world.random,
+        fs: world.fs,
+        logger: world.logger,
         dataDir: config.dataDir,
       });
       this.coordinator = new Coordinator({

@@ -9,7 +9,7 @@ import { MemoryEngine } from '../storage/memory-engine.js';
 import type { Clock } from '../world/clock.js';
 import type { FileSystem } from '../world/file-system.js';
 import type { Config } from './config.js';
-import { ClusterService } from './cluster-service.js';
+import { ClusterService, type ClusterWorld } from './cluster-service.js';
 import { KvService } from './kv-service.js';
 import type { Logger } from './logger.js';
 import { resolveNodeId } from './node-identity.js';
@@ -22,6 +22,8 @@ export interface NodeWorld {
   readonly random: Random;
   readonly fs: FileSystem;
   readonly logger: Logger;
+  /** The node's peer messenger; absent: TCP on --peer-port. */
+  readonly createMessenger?: ClusterWorld['createMessenger'] | undefined;
 }
 
 /** Longest restart delay of a failing service. */
