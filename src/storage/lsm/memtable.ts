@@ -1,0 +1,211 @@
+import { Buffer } from 'node:buffer';
+import { assert } from '../../core/assert.js';
+import { SeededRandom, type Random } from '../../core/random.js';
+import { SkipList } from '../skip-list.js';
+
+/**
+ * The memtable: the newest entry per key written since the last flush, sorted by key (LevelDB's
+ * MemTable, one entry per key instead of one per sequence number). A delete is an entry too, a
+ * tombstone with value null, so that it shadows older values in frozen memtables and SSTables.
+ *
+ * Layout. Keys and values are held as latin1 strings, one char per byte (as in the memory
+ * engine): JS string order is then unsigned byte order, and a string is a private copy that
+ * never pins the buffer the bytes arrived in. A Map serves point reads and overwrites in O(1);
+ * a skip list of the same cells serves ordered iteration and is touched only when a key first
+ * appears. Both point at one mutable `Cell` per key, so an overwrite allocates only the new
+ * value string.
+ *
+ * Lifecycle. A memtable takes writes until the engine calls `freeze()` (when `sizeBytes` reaches
+ * `--memtable-size-bytes`); from then on it is immutable, a write is a bug (assertion), and it
+ * is read and flushed while a new memtable takes writes.
+ *
+ * Iteration and concurrent writes. `entries()` on a frozen memtable walks the skip list lazily:
+ * nothing can change under it. On an active memtable it copies the entries of the range at the
+ * call (not at the first `next()`) and iterates the copy: a snapshot, O(entries in range) time
+ * and memory, unaffected by later writes. Long scans should therefore be bounded ranges or read
+ * frozen memtables.
+ *
+ * Sequence numbers. Every write carries its own sequence number (a batch of n operations takes n
+ * of them, as in LevelDB), and a key's sequence only grows: writing a key with a sequence at or
+ * below the one stored for it is a bug (assertion), because a reader merging this memtable with
+ * older ones and SSTables orders versions of a key by sequence alone.
+ */
+
+/**
+ * Bytes charged per entry on top of its key and value bytes: the V8 heap cost of one key — the
+ * skip-list node and its tower, the cell, the Map slot and two string headers. Measured on Node
+ * 20 (x64, no pointer compression), 1e6 entries of 16-byte keys and 10-, 100- and 1000-byte
+ * values: 216-222 bytes. `sizeBytes` is an estimate for deciding when to flush, not a heap count.
+ */
+export const memtableEntryOverheadBytes = 224;
+
+/** The seed of the level source when none is given: the skip list's shape is reproducible. */
+const levelSeedDefault = 0x3e3;
+
+export interface MemtableEntry {
+  readonly key: Uint8Array;
+  /** null: a tombstone. */
+  readonly value: Uint8Array | null;
+  readonly sequence: number;
+}
+
+export interface MemtableLookup {
+  /** null: the key was deleted (a tombstone shadows older data). */
+  readonly value: Uint8Array | null;
+  readonly sequence: number;
+}
+
+/** A key range: `gte` inclusive, `lt` exclusive; an absent bound is open. */
+export interface MemtableRange {
+  readonly gte?: Uint8Array | undefined;
+  readonly lt?: Uint8Array | undefined;
+}
+
+export interface MemtableOptions {
+  /** Source of skip-list levels; default a `SeededRandom` with a fixed seed. */
+  readonly random?: Random;
+}
+
+/** The newest entry of one key; mutated in place on overwrite while the memtable is active. */
+interface Cell {
+  /** latin1 bytes of the value; null for a tombstone. */
+  value: string | null;
+  sequence: number;
+}
+
+export class Memtable {
+  private readonly cells = new Map<string, Cell>();
+  private readonly keysOrdered: SkipList<Cell>;
+  private frozenFlag = false;
+  private sizeBytesTotal = 0;
+  private sequenceSmallest = Number.POSITIVE_INFINITY;
+  private sequenceLargest = Number.NEGATIVE_INFINITY;
+
+  constructor(options: MemtableOptions = {}) {
+    this.keysOrdered = new SkipList<Cell>(options.random ?? new SeededRandom(levelSeedDefault));
+  }
+
+  /** Approximate memory: the sum over entries of key bytes + value bytes + memtableEntryOverheadBytes. */
+  get sizeBytes(): number {
+    return this.sizeBytesTotal;
+  }
+
+  /** Keys held, tombstones included. */
+  get count(): number {
+    return this.cells.size;
+  }
+
+  get frozen(): boolean {
+    return this.frozenFlag;
+  }
+
+  /** The smallest sequence number of any write applied (overwritten ones too); undefined when empty. */
+  get smallestSequence(): number | undefined {
+    return this.cells.size === 0 ? undefined : this.sequenceSmallest;
+  }
+
+  /** The largest sequence number of any write applied; undefined when empty. */
+  get largestSequence(): number | undefined {
+    return this.cells.size === 0 ? undefined : this.sequenceLargest;
+  }
+
+  put(key: Uint8Array, value: Uint8Array, sequence: number): void {
+    assert(value instanceof Uint8Array, 'memtable put: value must be a Uint8Array');
+    this.write(key, latin1FromBytes(value), sequence);
+  }
+
+  /** Records a tombstone for `key` (even when the key is not here: older data may hold it). */
+  delete(key: Uint8Array, sequence: number): void {
+    this.write(key, null, sequence);
+  }
+
+  /** The newest entry of `key`, its value a fresh copy; undefined when this memtable has none. */
+  get(key: Uint8Array): MemtableLookup | undefined {
+    assert(key instanceof Uint8Array, 'memtable get: key must be a Uint8Array');
+    const cell = this.cells.get(latin1FromBytes(key));
+    if (cell === undefined) return undefined;
+    return { value: cell.value === null ? null : Buffer.from(cell.value, 'latin1'), sequence: cell.sequence };
+  }
+
+  /**
+   * Entries within `range` in key order (descending when `reverse`), keys and values as fresh
+   * copies. Frozen: a lazy walk. Active: a snapshot copied now (see the module comment).
+   */
+  entries(range: MemtableRange = {}, reverse = false): IterableIterator<MemtableEntry> {
+    const bounds = {
+      gte: range.gte === undefined ? undefined : latin1FromBytes(range.gte),
+      lt: range.lt === undefined ? undefined : latin1FromBytes(range.lt),
+      reverse,
+    };
+    if (this.frozenFlag) return toEntries(this.keysOrdered.entries(bounds));
+    const snapshot: [string, Cell][] = [];
+    for (const [key, cell] of this.keysOrdered.entries(bounds)) {
+      // A copy of the cell: the live one is mutated by later overwrites.
+      snapshot.push([key, { value: cell.value, sequence: cell.sequence }]);
+    }
+    return toEntries(snapshot.values());
+  }
+
+  /** Makes the memtable immutable; later writes fail an assertion. Idempotent. */
+  freeze(): void {
+    this.frozenFlag = true;
+  }
+
+  /** Checks the structure and the size accounting: O(n). For tests, not the hot path. */
+  invariants(): void {
+    this.keysOrdered.invariants();
+    assert(this.keysOrdered.size === this.cells.size, 'memtable: skip list and map disagree on count');
+    let sizeBytes = 0;
+    for (const [key, cell] of this.keysOrdered.entries()) {
+      assert(this.cells.get(key) === cell, `memtable: map and skip list disagree on ${JSON.stringify(key)}`);
+      assert(cell.sequence >= this.sequenceSmallest && cell.sequence <= this.sequenceLargest, 'memtable: sequence out of bounds');
+      sizeBytes += entrySizeBytes(key, cell.value);
+    }
+    assert(sizeBytes === this.sizeBytesTotal, `memtable: sizeBytes ${this.sizeBytesTotal}, entries add up to ${sizeBytes}`);
+  }
+
+  private write(keyBytes: Uint8Array, value: string | null, sequence: number): void {
+    assert(!this.frozenFlag, 'memtable: write to a frozen memtable');
+    assert(keyBytes instanceof Uint8Array, 'memtable write: key must be a Uint8Array');
+    assert(Number.isSafeInteger(sequence) && sequence >= 0, `memtable write: sequence must be a safe integer >= 0, got ${sequence}`);
+    const key = latin1FromBytes(keyBytes);
+    const cell = this.cells.get(key);
+    if (cell === undefined) {
+      const created: Cell = { value, sequence };
+      this.cells.set(key, created);
+      this.keysOrdered.set(key, created);
+      this.sizeBytesTotal += entrySizeBytes(key, value);
+    } else {
+      assert(sequence > cell.sequence, `memtable write: sequence ${sequence} is not above the key's stored ${cell.sequence}`);
+      this.sizeBytesTotal += valueBytes(value) - valueBytes(cell.value);
+      cell.value = value;
+      cell.sequence = sequence;
+    }
+    if (sequence < this.sequenceSmallest) this.sequenceSmallest = sequence;
+    if (sequence > this.sequenceLargest) this.sequenceLargest = sequence;
+  }
+}
+
+/** The size accounting of one entry; the test's model restates it. */
+function entrySizeBytes(key: string, value: string | null): number {
+  return key.length + valueBytes(value) + memtableEntryOverheadBytes;
+}
+
+function valueBytes(value: string | null): number {
+  return value === null ? 0 : value.length;
+}
+
+function* toEntries(cells: Iterator<[string, Cell]> & Iterable<[string, Cell]>): Generator<MemtableEntry> {
+  for (const [key, cell] of cells) {
+    yield {
+      key: Buffer.from(key, 'latin1'),
+      value: cell.value === null ? null : Buffer.from(cell.value, 'latin1'),
+      sequence: cell.sequence,
+    };
+  }
+}
+
+function latin1FromBytes(bytes: Uint8Array): string {
+  if (Buffer.isBuffer(bytes)) return bytes.toString('latin1');
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
+}

@@ -1,0 +1,273 @@
+import { uncompressSync } from 'snappy';
+import { assert } from '../../core/assert.js';
+import type { MaybePromise } from '../engine.js';
+import type { FileHandle, FileSystem } from '../../world/file-system.js';
+import type { BlockCache } from './block-cache.js';
+import { BloomFilter } from './bloom-filter.js';
+import {
+  blockChecksum,
+  blockTrailerBytes,
+  BlockType,
+  ByteReader,
+  ByteWriter,
+  compareBytes,
+  compareRange,
+  corruption,
+  DataBlockCursor,
+  decodeFooter,
+  footerBytes,
+  readUint32,
+  type BlockHandle,
+} from './sstable-format.js';
+import type { SstableEntry, SstableInfo } from './sstable-writer.js';
+
+export type { SstableEntry, SstableInfo } from './sstable-writer.js';
+
+/** Distinguishes two opens of the same path in the shared cache (a path may be reused). */
+let openCount = 0;
+
+/**
+ * Reads one SSTable (docs/format/sstable.md). `open` reads and verifies the footer, filter,
+ * index and properties and keeps them in memory; data blocks are read on demand, verified,
+ * uncompressed and put in the shared BlockCache. A block whose checksum fails is reported as a
+ * RingkvError(CORRUPTION) naming the file and offset, and is never cached nor served.
+ *
+ * Returned keys and values are copies the caller owns.
+ */
+export class SstableReader {
+  /** The last key of each data block, ascending; flat, for a cache-friendly binary search. */
+  private readonly index: BlockIndex;
+  private readonly blocks: number;
+  private readonly offsets: Float64Array;
+  private readonly sizes: Uint32Array;
+  /** Point reads share this cursor: they run synchronously on a cached block. */
+  private readonly cursor: DataBlockCursor;
+  /** One read per block in flight: concurrent cold gets of a block share it. */
+  private readonly loading = new Map<number, Promise<Uint8Array>>();
+  private readonly fileId: string;
+  private closed = false;
+
+  private constructor(
+    private readonly handle: FileHandle,
+    private readonly cache: BlockCache,
+    private readonly filter: BloomFilter,
+    index: BlockIndex,
+    readonly info: SstableInfo,
+  ) {
+    this.index = index;
+    this.blocks = index.offsets.length;
+    this.offsets = index.offsets;
+    this.sizes = index.sizes;
+    this.cursor = new DataBlockCursor(info.path);
+    this.fileId = `${info.path}#${++openCount}`;
+  }
+
+  static async open(fs: FileSystem, path: string, cache: BlockCache): Promise<SstableReader> {
+    const handle = await fs.open(path, { create: false });
+    try {
+      const fileBytes = await handle.size();
+      if (fileBytes < footerBytes) throw corruption(path, `file of ${fileBytes} bytes is shorter than a footer`);
+      const footer = decodeFooter(await readExactly(handle, fileBytes - footerBytes, footerBytes, path), fileBytes, path);
+      const tailStart = footer.filter.offset;
+      const tail = await readExactly(handle, tailStart, fileBytes - footerBytes - tailStart, path);
+      const block = (blockHandle: BlockHandle): Uint8Array =>
+        verifyBlock(tail.subarray(blockHandle.offset - tailStart, blockHandle.offset - tailStart + blockHandle.size + blockTrailerBytes), blockHandle, path);
+      const filter = BloomFilter.decode(block(footer.filter));
+      if (filter === undefined) throw corruption(path, 'bad bloom filter block');
+      const index = decodeIndex(block(footer.index), tailStart, path);
+      const info = decodeProperties(block(footer.properties), path, fileBytes);
+      checkIndexAgainstInfo(index, info);
+      return new SstableReader(handle, cache, filter, index, info);
+    } catch (error) {
+      await handle.close();
+      throw error;
+    }
+  }
+
+  /** False when the key is certainly not in this table (bloom filter or key range). */
+  mayContain(key: Uint8Array): boolean {
+    if (compareBytes(key, this.info.smallestKey) < 0 || compareBytes(key, this.info.largestKey) > 0) return false;
+    return this.filter.mayContain(key);
+  }
+
+  /**
+   * The entry for `key` in this table, or undefined. Synchronous (no Promise) when the filter or
+   * key range rules the key out, or when its block is in the cache.
+   */
+  get(key: Uint8Array): MaybePromise<SstableEntry | undefined> {
+    assert(!this.closed, 'SstableReader.get after close');
+    if (!this.mayContain(key)) return undefined;
+    const blockIndex = this.blockFor(key);
+    assert(blockIndex < this.blocks, 'a key within range has a block');
+    const cached = this.cache.get(this.fileId, this.offsets[blockIndex] as number);
+    if (cached !== undefined) return this.findInBlock(cached, blockIndex, key);
+    return this.loadBlock(blockIndex).then((contents) => this.findInBlock(contents, blockIndex, key));
+  }
+
+  /** Entries with gte <= key < lt, in key order, tombstones included. */
+  async *scan(range: { readonly gte?: Uint8Array; readonly lt?: Uint8Array } = {}): AsyncIterable<SstableEntry> {
+    const { gte, lt } = range;
+    const cursor = new DataBlockCursor(this.info.path);
+    const firstBlock = gte === undefined ? 0 : this.blockFor(gte);
+    for (let blockIndex = firstBlock; blockIndex < this.blocks; blockIndex++) {
+      assert(!this.closed, 'SstableReader.scan after close');
+      const offset = this.offsets[blockIndex] as number;
+      const contents = this.cache.get(this.fileId, offset) ?? (await this.loadBlock(blockIndex));
+      cursor.reset(contents, offset);
+      const positioned = gte !== undefined && blockIndex === firstBlock ? cursor.seek(gte) : cursor.step();
+      if (!positioned) throw corruption(this.info.path, `block at ${offset} ends before its index key`);
+      do {
+        if (lt !== undefined && cursor.compareKey(lt) >= 0) return;
+        yield { key: cursor.key(), sequence: cursor.sequence, value: cursor.value() };
+      } while (cursor.step());
+    }
+  }
+
+  /** Closes the file and drops its blocks from the cache. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.cache.evictFile(this.fileId);
+    await this.handle.close();
+  }
+
+  /** The first block whose last key is >= key (the block count when none). */
+  private blockFor(key: Uint8Array): number {
+    const { keys, keyStarts } = this.index;
+    let low = 0;
+    let high = this.blocks;
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      const start = keyStarts[middle] as number;
+      if (compareRange(keys, start, (keyStarts[middle + 1] as number) - start, key) < 0) low = middle + 1;
+      else high = middle;
+    }
+    return low;
+  }
+
+  private findInBlock(contents: Uint8Array, blockIndex: number, key: Uint8Array): SstableEntry | undefined {
+    const cursor = this.cursor;
+    cursor.reset(contents, this.offsets[blockIndex] as number);
+    if (!cursor.seek(key)) throw corruption(this.info.path, `block at ${this.offsets[blockIndex]} ends before its index key`);
+    if (cursor.compareKey(key) !== 0) return undefined;
+    return { key: cursor.key(), sequence: cursor.sequence, value: cursor.value() };
+  }
+
+  /** Reads, verifies and uncompresses a data block, then caches it (verified blocks only). */
+  private loadBlock(blockIndex: number): Promise<Uint8Array> {
+    const offset = this.offsets[blockIndex] as number;
+    const inFlight = this.loading.get(offset);
+    if (inFlight !== undefined) return inFlight;
+    const size = this.sizes[blockIndex] as number;
+    const loading = readExactly(this.handle, offset, size + blockTrailerBytes, this.info.path)
+      .then((stored) => {
+        const contents = verifyBlock(stored, { offset, size }, this.info.path);
+        if (!this.closed) this.cache.set(this.fileId, offset, contents);
+        return contents;
+      })
+      .finally(() => this.loading.delete(offset));
+    this.loading.set(offset, loading);
+    return loading;
+  }
+}
+
+interface BlockIndex {
+  /** Block i's last key is keys[keyStarts[i], keyStarts[i + 1]). */
+  readonly keys: Uint8Array;
+  readonly keyStarts: Uint32Array;
+  readonly offsets: Float64Array;
+  readonly sizes: Uint32Array;
+}
+
+async function readExactly(handle: FileHandle, position: number, length: number, path: string): Promise<Uint8Array> {
+  const bytes = await handle.read(position, length);
+  if (bytes.length !== length) throw corruption(path, `short read at ${position}: ${bytes.length} of ${length} bytes`);
+  return plain(bytes);
+}
+
+/**
+ * Checks a stored block (contents + trailer) and returns its uncompressed contents, in an array
+ * of its own (never a view into a larger buffer, so the cache charges what it holds).
+ */
+function verifyBlock(stored: Uint8Array, handle: BlockHandle, path: string): Uint8Array {
+  assert(stored.length === handle.size + blockTrailerBytes, 'verifyBlock takes the block and its trailer');
+  const payload = stored.subarray(0, handle.size);
+  const type = stored[handle.size] as number;
+  if (readUint32(stored, handle.size + 1) !== blockChecksum(payload, type)) {
+    throw corruption(path, `block checksum mismatch at offset ${handle.offset}`);
+  }
+  if (type === BlockType.none) {
+    return payload.byteOffset === 0 && payload.buffer.byteLength <= stored.length ? payload : payload.slice();
+  }
+  if (type !== BlockType.snappy) throw corruption(path, `unknown block type ${type} at offset ${handle.offset}`);
+  try {
+    return plain(uncompressSync(payload, { asBuffer: true }) as Uint8Array);
+  } catch {
+    throw corruption(path, `block at offset ${handle.offset} does not uncompress`);
+  }
+}
+
+/**
+ * The same bytes as a plain Uint8Array. A Buffer's `slice` is a view, not a copy: the reader
+ * copies values out of cached blocks with `slice`, so it must never hold a Buffer.
+ */
+function plain(bytes: Uint8Array): Uint8Array {
+  return Buffer.isBuffer(bytes) ? new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) : bytes;
+}
+
+/** index := (shared:varint unshared:varint key_suffix offset:varint size:varint)* */
+function decodeIndex(contents: Uint8Array, dataEnd: number, path: string): BlockIndex {
+  const keys = new ByteWriter(contents.length);
+  const keyStarts: number[] = [0];
+  const offsets: number[] = [];
+  const sizes: number[] = [];
+  const reader = new ByteReader(contents, contents.length, path);
+  let previous = new Uint8Array(0);
+  let expectedOffset = 0;
+  while (!reader.done) {
+    const shared = reader.varint();
+    const suffix = reader.bytesView(reader.varint());
+    if (shared > previous.length) throw corruption(path, 'index entry shares more than the previous key');
+    const key = new Uint8Array(shared + suffix.length);
+    key.set(previous.subarray(0, shared));
+    key.set(suffix, shared);
+    const offset = reader.varint();
+    const size = reader.varint();
+    // Data blocks tile the file from 0 to the filter, in key order.
+    if (offset !== expectedOffset || (offsets.length > 0 && compareBytes(previous, key) >= 0)) {
+      throw corruption(path, 'index entries out of order');
+    }
+    keys.putBytes(key);
+    keyStarts.push(keys.length);
+    offsets.push(offset);
+    sizes.push(size);
+    expectedOffset = offset + size + blockTrailerBytes;
+    previous = key;
+  }
+  if (expectedOffset !== dataEnd || offsets.length === 0) throw corruption(path, 'index does not cover the data blocks');
+  return {
+    keys: keys.view().slice(),
+    keyStarts: Uint32Array.from(keyStarts),
+    offsets: Float64Array.from(offsets),
+    sizes: Uint32Array.from(sizes),
+  };
+}
+
+/** properties := entries smallest_sequence largest_sequence smallest_key largest_key */
+function decodeProperties(contents: Uint8Array, path: string, fileBytes: number): SstableInfo {
+  const reader = new ByteReader(contents, contents.length, path);
+  const entries = reader.varint();
+  const smallestSequence = reader.varint();
+  const largestSequence = reader.varint();
+  const smallestKey = reader.bytesView(reader.varint()).slice();
+  const largestKey = reader.bytesView(reader.varint()).slice();
+  if (!reader.done) throw corruption(path, 'trailing bytes in the properties block');
+  return { path, entries, fileBytes, smallestKey, largestKey, smallestSequence, largestSequence };
+}
+
+function checkIndexAgainstInfo(index: BlockIndex, info: SstableInfo): void {
+  const lastKey = index.keys.subarray(index.keyStarts[index.keyStarts.length - 2]);
+  if (compareBytes(lastKey, info.largestKey) !== 0 || compareBytes(info.smallestKey, info.largestKey) > 0) {
+    throw corruption(info.path, 'properties disagree with the index');
+  }
+}
