@@ -78,6 +78,8 @@ export class Memtable {
   private readonly keysOrdered: SkipList<Cell>;
   private frozenFlag = false;
   private sizeBytesTotal = 0;
+  private liveKeys = 0;
+  private liveBytesTotal = 0;
   private sequenceSmallest = Number.POSITIVE_INFINITY;
   private sequenceLargest = Number.NEGATIVE_INFINITY;
 
@@ -93,6 +95,16 @@ export class Memtable {
   /** Keys held, tombstones included. */
   get count(): number {
     return this.cells.size;
+  }
+
+  /** Keys whose newest entry here is a value, not a tombstone. */
+  get liveCount(): number {
+    return this.liveKeys;
+  }
+
+  /** Key plus value bytes of the live keys (no overhead): what the engine reports as data size. */
+  get liveBytes(): number {
+    return this.liveBytesTotal;
   }
 
   get frozen(): boolean {
@@ -156,12 +168,19 @@ export class Memtable {
     this.keysOrdered.invariants();
     assert(this.keysOrdered.size === this.cells.size, 'memtable: skip list and map disagree on count');
     let sizeBytes = 0;
+    let live = 0;
+    let liveBytes = 0;
     for (const [key, cell] of this.keysOrdered.entries()) {
+      if (cell.value !== null) {
+        live += 1;
+        liveBytes += key.length + cell.value.length;
+      }
       assert(this.cells.get(key) === cell, `memtable: map and skip list disagree on ${JSON.stringify(key)}`);
       assert(cell.sequence >= this.sequenceSmallest && cell.sequence <= this.sequenceLargest, 'memtable: sequence out of bounds');
       sizeBytes += entrySizeBytes(key, cell.value);
     }
     assert(sizeBytes === this.sizeBytesTotal, `memtable: sizeBytes ${this.sizeBytesTotal}, entries add up to ${sizeBytes}`);
+    assert(live === this.liveKeys && liveBytes === this.liveBytesTotal, `memtable: live ${this.liveKeys}/${this.liveBytesTotal}, entries add up to ${live}/${liveBytes}`);
   }
 
   private write(keyBytes: Uint8Array, value: string | null, sequence: number): void {
@@ -177,9 +196,17 @@ export class Memtable {
       this.sizeBytesTotal += entrySizeBytes(key, value);
     } else {
       assert(sequence > cell.sequence, `memtable write: sequence ${sequence} is not above the key's stored ${cell.sequence}`);
+      if (cell.value !== null) {
+        this.liveKeys -= 1;
+        this.liveBytesTotal -= key.length + cell.value.length;
+      }
       this.sizeBytesTotal += valueBytes(value) - valueBytes(cell.value);
       cell.value = value;
       cell.sequence = sequence;
+    }
+    if (value !== null) {
+      this.liveKeys += 1;
+      this.liveBytesTotal += key.length + value.length;
     }
     if (sequence < this.sequenceSmallest) this.sequenceSmallest = sequence;
     if (sequence > this.sequenceLargest) this.sequenceLargest = sequence;

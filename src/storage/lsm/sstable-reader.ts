@@ -123,6 +123,39 @@ export class SstableReader {
     }
   }
 
+  /**
+   * Entries with gte <= key < lt in descending key order, tombstones included. Blocks are walked
+   * from the last one that may hold a key below `lt`; each block is decoded whole (a few KiB)
+   * and yielded backwards, since its prefix-compressed entries only decode forwards.
+   */
+  async *scanReverse(range: { readonly gte?: Uint8Array; readonly lt?: Uint8Array } = {}): AsyncIterable<SstableEntry> {
+    const { gte, lt } = range;
+    const cursor = new DataBlockCursor(this.info.path);
+    const lastBlock = lt === undefined ? this.blocks - 1 : Math.min(this.blockFor(lt), this.blocks - 1);
+    for (let blockIndex = lastBlock; blockIndex >= 0; blockIndex--) {
+      assert(!this.closed, 'SstableReader.scanReverse after close');
+      const offset = this.offsets[blockIndex] as number;
+      const contents = this.cache.get(this.fileId, offset) ?? (await this.loadBlock(blockIndex));
+      cursor.reset(contents, offset);
+      const inBlock: SstableEntry[] = [];
+      while (cursor.step()) {
+        if (lt !== undefined && cursor.compareKey(lt) >= 0) break;
+        if (gte !== undefined && cursor.compareKey(gte) < 0) continue;
+        inBlock.push({ key: cursor.key(), sequence: cursor.sequence, value: cursor.value() });
+      }
+      for (let index = inBlock.length - 1; index >= 0; index--) yield inBlock[index] as SstableEntry;
+      if (gte !== undefined && this.previousBlockEndsBelow(blockIndex, gte)) return;
+    }
+  }
+
+  /** True when no block before `blockIndex` holds a key >= `key` (its last key, in the index, is below). */
+  private previousBlockEndsBelow(blockIndex: number, key: Uint8Array): boolean {
+    if (blockIndex === 0) return true;
+    const { keys, keyStarts } = this.index;
+    const start = keyStarts[blockIndex - 1] as number;
+    return compareRange(keys, start, (keyStarts[blockIndex] as number) - start, key) < 0;
+  }
+
   /** Closes the file and drops its blocks from the cache. Idempotent. */
   async close(): Promise<void> {
     if (this.closed) return;

@@ -1,0 +1,813 @@
+import { Buffer } from 'node:buffer';
+import { posix } from 'node:path';
+import { assert } from '../../core/assert.js';
+import { ErrorCode, RingkvError } from '../../core/errors.js';
+import type { Clock } from '../../world/clock.js';
+import type { FileSystem } from '../../world/file-system.js';
+import type { BatchOperation, Engine, EngineEntry, EngineStats, MaybePromise, ScanRange } from '../engine.js';
+import { BlockCache } from './block-cache.js';
+import { CommitLogWriter, type SyncPolicy } from './commit-log-writer.js';
+import { deleteSegmentsBefore, listSegments, replayCommitLog } from './commit-log-reader.js';
+import { emptyManifest, orphanFiles, readManifest, tableFileName, writeManifest, type ManifestFile, type ManifestState } from './manifest.js';
+import { Memtable } from './memtable.js';
+import { compareBytes } from './sstable-format.js';
+import { SstableReader, type SstableEntry } from './sstable-reader.js';
+import { SstableWriter } from './sstable-writer.js';
+
+/**
+ * The log-structured engine (DESIGN.md, "Storage engine"): commit log -> memtable -> SSTables,
+ * assembled from the pieces in this folder.
+ *
+ * Writes. A batch is appended to the commit log (group commit) and applied to the active
+ * memtable once the log has it durable per the sync policy: a reader never sees a write that a
+ * crash could still take back. The log settles appends in order, so memtable sequence numbers
+ * only grow.
+ *
+ * Flush. When the active memtable reaches `memtableSizeBytes`, the log is rotated and, once the
+ * rotation settles (every append made before it is applied by then), the memtable is frozen and
+ * a new one takes writes. The background worker writes the frozen memtable as a level-0 table,
+ * records it in the manifest together with the new log floor (the segment the rotation opened),
+ * then deletes the segments below the floor. Recovery replays the segments from the floor.
+ *
+ * Compaction: leveled, as LevelDB (docs/storage-engine.md has the reasoning and the measured
+ * amplification). Level 0 holds flushed tables, which may overlap; when it has
+ * `level0CompactionTrigger` tables they are merged with the overlapping level-1 tables into new
+ * level-1 tables. Level n >= 1 holds non-overlapping tables and may grow to
+ * `level1BytesMax * levelSizeMultiplier^(n-1)`; above that, one of its tables (round robin over
+ * the key space) is merged into level n+1. A merge keeps the newest entry of each key; a
+ * tombstone is dropped when no deeper level holds a table overlapping the merge, so nothing older
+ * can be under it. Compaction runs on the main thread in bounded slices: it yields to the event
+ * loop every `compactionSliceEntries` entries, so client requests interleave with it.
+ *
+ * Versions. The set of frozen memtables and tables readers see is an immutable Version, swapped
+ * on each flush and compaction. A scan, and a point read that has to wait for a block, holds a
+ * reference to the version it started on; a table dropped by compaction is closed and deleted
+ * only once no version holding it is referenced.
+ *
+ * Back-pressure. Writes wait (they are not refused) while `frozenMemtablesMax` memtables are
+ * waiting for their flush or level 0 holds `level0StopWritesTrigger` tables.
+ */
+
+export interface LsmOptions {
+  readonly syncPolicy: SyncPolicy;
+  readonly syncIntervalMs: number;
+  readonly memtableSizeBytes: number;
+  readonly blockCacheBytes: number;
+  readonly blockBytes: number;
+  readonly compression: 'snappy' | 'none';
+  readonly bloomBitsPerKey: number;
+  readonly logSegmentBytesMax: number;
+  readonly tableBytesTarget: number;
+  readonly level0CompactionTrigger: number;
+  readonly level0StopWritesTrigger: number;
+  readonly level1BytesMax: number;
+  readonly levelSizeMultiplier: number;
+  readonly frozenMemtablesMax: number;
+  readonly compactionSliceEntries: number;
+}
+
+export const lsmDefaults: LsmOptions = {
+  syncPolicy: 'always',
+  syncIntervalMs: 1000,
+  memtableSizeBytes: 64 * 1024 * 1024,
+  blockCacheBytes: 64 * 1024 * 1024,
+  blockBytes: 8192,
+  compression: 'snappy',
+  bloomBitsPerKey: 10,
+  logSegmentBytesMax: 64 * 1024 * 1024,
+  tableBytesTarget: 8 * 1024 * 1024,
+  level0CompactionTrigger: 4,
+  level0StopWritesTrigger: 12,
+  level1BytesMax: 64 * 1024 * 1024,
+  levelSizeMultiplier: 10,
+  frozenMemtablesMax: 2,
+  compactionSliceEntries: 512,
+};
+
+/** Levels 0..levelsMax-1; the last one has no size limit. */
+export const levelsMax = 7;
+
+/** What the engine reports as it works (the node logs these). */
+export type LsmEvent =
+  | { readonly kind: 'recovered'; readonly records: number; readonly operations: number; readonly truncatedBytes: number; readonly tables: number; readonly orphansRemoved: number; readonly ms: number }
+  | { readonly kind: 'flushed'; readonly entries: number; readonly fileBytes: number; readonly ms: number }
+  | { readonly kind: 'compacted'; readonly level: number; readonly inputTables: number; readonly outputTables: number; readonly bytesRead: number; readonly bytesWritten: number; readonly ms: number }
+  | { readonly kind: 'background-error'; readonly message: string };
+
+export interface LsmWorld {
+  readonly fs: FileSystem;
+  readonly clock: Clock;
+  /** Lets other work run between compaction slices; default: the next turn of the event loop. */
+  readonly yieldNow?: () => Promise<void>;
+  readonly onEvent?: (event: LsmEvent) => void;
+}
+
+/** Figures for status and benchmarks. */
+export interface LsmDetails {
+  readonly levels: readonly { readonly tables: number; readonly bytes: number }[];
+  readonly memtableBytes: number;
+  readonly frozenMemtables: number;
+  readonly cache: { readonly bytes: number; readonly hits: number; readonly misses: number };
+  /** Bytes written to tables by flushes and compactions, and bytes the clients wrote (keys + values). */
+  readonly bytesFlushed: number;
+  readonly bytesCompacted: number;
+  readonly userBytesWritten: number;
+}
+
+/** An open SSTable and how many versions hold it. */
+class Table {
+  versionRefs = 0;
+  dropped = false;
+
+  constructor(
+    readonly file: ManifestFile,
+    readonly reader: SstableReader,
+    readonly path: string,
+  ) {}
+}
+
+/** What readers see besides the active memtable. Immutable once built. */
+class Version {
+  /** The engine's own reference plus one per running scan or waiting point read. */
+  refs = 1;
+
+  constructor(
+    /** Newest first. */
+    readonly frozen: readonly Memtable[],
+    /** levels[0]: newest first, may overlap. levels[n >= 1]: ascending, disjoint key ranges. */
+    readonly levels: readonly (readonly Table[])[],
+  ) {}
+
+  *tables(): Generator<Table> {
+    for (const level of this.levels) yield* level;
+  }
+}
+
+interface PendingFlush {
+  readonly memtable: Memtable;
+  /** The log segment opened when this memtable froze: segments below it hold only its writes and older ones. */
+  readonly segment: number;
+}
+
+interface CompactionPlan {
+  readonly level: number;
+  readonly inputs: readonly Table[];
+  readonly outputLevel: number;
+}
+
+/** Thrown inside a compaction that stops because the engine is closing. */
+class CompactionStopped extends Error {}
+
+export class LsmEngine implements Engine {
+  readonly kind = 'lsm';
+  private active = new Memtable();
+  private version: Version;
+  private readonly flushQueue: PendingFlush[] = [];
+  private rotating = false;
+  private closed = false;
+  private closing: Promise<void> | undefined;
+  private background: Promise<void> | undefined;
+  private retryTimer: { cancel(): void } | undefined;
+  private roomWaiters: (() => void)[] = [];
+  private readonly compactPointers: (Uint8Array | undefined)[] = new Array<Uint8Array | undefined>(levelsMax).fill(undefined);
+  private bytesFlushed = 0;
+  private bytesCompacted = 0;
+  private userBytesWritten = 0;
+  /** File ids handed to tables being written, not yet recorded in the manifest. */
+  private reservedIds = 0;
+  private readonly yieldNow: () => Promise<void>;
+
+  private constructor(
+    private readonly world: LsmWorld,
+    private readonly dir: string,
+    private readonly options: LsmOptions,
+    private readonly cache: BlockCache,
+    private writer: CommitLogWriter,
+    private manifest: ManifestState,
+    levels: Table[][],
+    recovered: Memtable,
+  ) {
+    this.active = recovered;
+    this.version = new Version([], levels);
+    for (const table of this.version.tables()) table.versionRefs += 1;
+    this.yieldNow = world.yieldNow ?? (() => new Promise<void>((resolve) => setImmediate(resolve)));
+  }
+
+  /** Opens (or creates) the engine in `dir`: reads the manifest, removes orphans, replays the log. */
+  static async open(world: LsmWorld, dir: string, options: Partial<LsmOptions> = {}): Promise<LsmEngine> {
+    const resolved: LsmOptions = { ...lsmDefaults, ...options };
+    checkOptions(resolved);
+    const { fs, clock } = world;
+    const startedMs = clock.nowMs();
+    if (!(await fs.exists(dir))) {
+      await fs.mkdir(dir);
+      // The directory's own entry must be durable before anything in it can be.
+      await fs.syncDirectory(posix.dirname(dir));
+    }
+    const manifest = (await readManifest(fs, dir)) ?? emptyManifest();
+    const orphans = await orphanFiles(fs, dir, manifest);
+    for (const orphan of orphans) await fs.unlink(`${dir}/${orphan}`);
+    await deleteSegmentsBefore(fs, dir, manifest.logSegmentFloor);
+
+    const cache = new BlockCache(resolved.blockCacheBytes);
+    const levels: Table[][] = Array.from({ length: levelsMax }, () => []);
+    try {
+      for (const file of manifest.files) {
+        const path = `${dir}/${tableFileName(file.id)}`;
+        levels[file.level]!.push(new Table(file, await SstableReader.open(fs, path, cache), path));
+      }
+    } catch (error) {
+      for (const table of levels.flat()) await table.reader.close();
+      throw error;
+    }
+    levels[0]!.sort((left, right) => right.file.id - left.file.id);
+    for (const level of levels.slice(1)) level.sort((left, right) => compareBytes(left.file.smallestKey, right.file.smallestKey));
+
+    const recovered = new Memtable();
+    const replay = await replayCommitLog(fs, dir, manifest.logSegmentFloor, (firstSequence, operations) => {
+      operations.forEach((operation, index) => {
+        const sequence = firstSequence + index;
+        if (sequence <= manifest.lastFlushedSequence) return;
+        if (operation.type === 'put') recovered.put(operation.key, operation.value, sequence);
+        else recovered.delete(operation.key, sequence);
+      });
+    });
+    const segments = await listSegments(fs, dir);
+    const nextSegment = Math.max(manifest.logSegmentFloor, ...segments.map((segment) => segment + 1));
+    const tablesLargest = Math.max(0, ...manifest.files.map((file) => file.largestSequence));
+    const nextSequence = Math.max(replay.lastSequence, manifest.lastFlushedSequence, tablesLargest) + 1;
+    const writer = await CommitLogWriter.open(
+      fs,
+      dir,
+      {
+        syncPolicy: resolved.syncPolicy,
+        syncIntervalMs: resolved.syncIntervalMs,
+        segmentBytesMax: resolved.logSegmentBytesMax,
+        clock,
+        recordBytesMax: resolved.logSegmentBytesMax,
+      },
+      { segment: nextSegment, nextSequence },
+    );
+    const engine = new LsmEngine(world, dir, resolved, cache, writer, manifest, levels, recovered);
+    world.onEvent?.({
+      kind: 'recovered',
+      records: replay.records,
+      operations: replay.operations,
+      truncatedBytes: replay.truncatedBytes,
+      tables: manifest.files.length,
+      orphansRemoved: orphans.length,
+      ms: Math.round(clock.nowMs() - startedMs),
+    });
+    engine.maybeFreeze();
+    engine.kick();
+    return engine;
+  }
+
+  get(key: Uint8Array): MaybePromise<Uint8Array | undefined> {
+    this.checkOpen();
+    const hit = this.active.get(key);
+    if (hit !== undefined) return hit.value ?? undefined;
+    const version = this.version;
+    for (const memtable of version.frozen) {
+      const found = memtable.get(key);
+      if (found !== undefined) return found.value ?? undefined;
+    }
+    return this.getFromTables(version, candidateTables(version, key), 0, key);
+  }
+
+  put(key: Uint8Array, value: Uint8Array): Promise<void> {
+    return this.write([{ type: 'put', key, value }]);
+  }
+
+  delete(key: Uint8Array): Promise<void> {
+    return this.write([{ type: 'delete', key }]);
+  }
+
+  batch(operations: readonly BatchOperation[]): Promise<void> {
+    return this.write(operations);
+  }
+
+  scan(range: ScanRange = {}): AsyncIterable<EngineEntry> {
+    return this.scanEntries(range);
+  }
+
+  stats(): EngineStats {
+    this.checkOpen();
+    let keyCount = this.active.liveCount;
+    let sizeBytes = this.active.liveBytes;
+    for (const memtable of this.version.frozen) {
+      keyCount += memtable.liveCount;
+      sizeBytes += memtable.liveBytes;
+    }
+    for (const table of this.version.tables()) {
+      keyCount += table.file.entries;
+      sizeBytes += table.file.fileBytes;
+    }
+    return { keyCount, sizeBytes };
+  }
+
+  details(): LsmDetails {
+    this.checkOpen();
+    return {
+      levels: this.version.levels.map((level) => ({ tables: level.length, bytes: levelBytes(level) })),
+      memtableBytes: this.active.sizeBytes,
+      frozenMemtables: this.version.frozen.length,
+      cache: { bytes: this.cache.sizeBytes, hits: this.cache.hits, misses: this.cache.misses },
+      bytesFlushed: this.bytesFlushed,
+      bytesCompacted: this.bytesCompacted,
+      userBytesWritten: this.userBytesWritten,
+    };
+  }
+
+  /** Resolves once no flush or compaction is due (for tests and benchmarks). */
+  async settle(): Promise<void> {
+    for (;;) {
+      this.checkOpen();
+      if (this.background !== undefined) await this.background;
+      else if (this.rotating) await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
+      else if (this.flushQueue.length > 0 || this.pickCompaction() !== undefined) this.kick();
+      else return;
+    }
+  }
+
+  /** Freezes the active memtable now and waits for everything to be flushed and compacted. */
+  async flush(): Promise<void> {
+    this.checkOpen();
+    if (this.active.count > 0) await this.freeze();
+    await this.settle();
+  }
+
+  close(): Promise<void> {
+    if (this.closing === undefined) {
+      this.closed = true;
+      this.retryTimer?.cancel();
+      this.closing = (async () => {
+        await this.background?.catch(() => undefined);
+        await this.writer.close().catch(() => undefined);
+        this.wakeWaiters();
+        for (const table of this.version.tables()) await table.reader.close();
+      })();
+    }
+    return this.closing;
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new RingkvError(ErrorCode.engineClosed, 'the lsm engine is closed');
+  }
+
+  private write(operations: readonly BatchOperation[]): Promise<void> {
+    this.checkOpen();
+    if (operations.length === 0) return Promise.resolve();
+    // Private copies: the caller may reuse its buffers as soon as the call returns.
+    const copies = operations.map((operation): BatchOperation =>
+      operation.type === 'put'
+        ? { type: 'put', key: Buffer.from(operation.key), value: Buffer.from(operation.value) }
+        : { type: 'delete', key: Buffer.from(operation.key) },
+    );
+    return this.whenRoom(() => this.append(copies));
+  }
+
+  private append(operations: readonly BatchOperation[]): Promise<void> {
+    this.checkOpen();
+    return this.writer.append(operations).then((firstSequence) => {
+      operations.forEach((operation, index) => {
+        if (operation.type === 'put') {
+          this.active.put(operation.key, operation.value, firstSequence + index);
+          this.userBytesWritten += operation.key.length + operation.value.length;
+        } else {
+          this.active.delete(operation.key, firstSequence + index);
+          this.userBytesWritten += operation.key.length;
+        }
+      });
+      this.maybeFreeze();
+    });
+  }
+
+  /** Runs `write` now, or once flushes and compactions have made room (write stall). */
+  private whenRoom(write: () => Promise<void>): Promise<void> {
+    if (!this.stalled()) return write();
+    return new Promise<void>((resolve) => this.roomWaiters.push(resolve)).then(() => this.whenRoom(write));
+  }
+
+  private stalled(): boolean {
+    return (
+      !this.closed &&
+      (this.version.frozen.length >= this.options.frozenMemtablesMax || (this.version.levels[0]?.length ?? 0) >= this.options.level0StopWritesTrigger)
+    );
+  }
+
+  private wakeWaiters(): void {
+    const waiters = this.roomWaiters;
+    this.roomWaiters = [];
+    for (const wake of waiters) wake();
+  }
+
+  private getFromTables(version: Version, tables: readonly Table[], start: number, key: Uint8Array): MaybePromise<Uint8Array | undefined> {
+    for (let index = start; index < tables.length; index++) {
+      const found = tables[index]!.reader.get(key);
+      if (found instanceof Promise) {
+        version.refs += 1;
+        return found
+          .then((entry) => (entry === undefined ? this.getFromTables(version, tables, index + 1, key) : (entry.value ?? undefined)))
+          .finally(() => this.release(version));
+      }
+      if (found !== undefined) return found.value ?? undefined;
+    }
+    return undefined;
+  }
+
+  private async *scanEntries(range: ScanRange): AsyncGenerator<EngineEntry> {
+    this.checkOpen();
+    const { gte, lt, limit, reverse = false } = range;
+    if (limit === 0 || (gte !== undefined && lt !== undefined && compareBytes(gte, lt) >= 0)) return;
+    const version = this.version;
+    version.refs += 1;
+    const sources: AsyncIterator<SstableEntry>[] = [
+      fromSync(this.active.entries({ gte, lt }, reverse)),
+      ...version.frozen.map((memtable) => fromSync(memtable.entries({ gte, lt }, reverse))),
+      ...version.levels[0]!.map((table) => tableScan(table, { gte, lt }, reverse)),
+      ...version.levels.slice(1).map((level) => levelScan(level, { gte, lt }, reverse)),
+    ];
+    const merged = mergeSources(sources, reverse);
+    try {
+      let yielded = 0;
+      for (;;) {
+        let next: IteratorResult<SstableEntry>;
+        try {
+          next = await merged.next();
+        } catch (error) {
+          // Closing the engine closes the tables under a running scan: report that, not the symptom.
+          this.checkOpen();
+          throw error;
+        }
+        this.checkOpen();
+        if (next.done === true) return;
+        const entry = next.value;
+        if (entry.value === null) continue;
+        yield { key: entry.key, value: entry.value };
+        yielded += 1;
+        if (limit !== undefined && yielded >= limit) return;
+      }
+    } finally {
+      await merged.return(undefined).catch(() => undefined);
+      await Promise.all(sources.map((source) => source.return?.()));
+      this.release(version);
+    }
+  }
+
+  /** Freezes the active memtable when it is full (and no freeze is under way). */
+  private maybeFreeze(): void {
+    if (this.closed || this.rotating || this.active.sizeBytes < this.options.memtableSizeBytes) return;
+    void this.freeze().catch((error: unknown) => this.reportBackgroundError(error));
+  }
+
+  private async freeze(): Promise<void> {
+    if (this.rotating) return;
+    this.rotating = true;
+    try {
+      const segment = await this.writer.rotate();
+      // Every append made before the rotation has been applied by now (the log settles in order).
+      const memtable = this.active;
+      memtable.freeze();
+      this.active = new Memtable();
+      this.install(new Version([memtable, ...this.version.frozen], this.version.levels));
+      this.flushQueue.push({ memtable, segment });
+    } finally {
+      this.rotating = false;
+      this.wakeWaiters();
+    }
+    this.kick();
+  }
+
+  /** Starts the background worker unless it runs. */
+  private kick(): void {
+    if (this.background !== undefined || this.closed) return;
+    this.background = this.runBackground()
+      .catch((error: unknown) => {
+        if (error instanceof CompactionStopped) return;
+        this.reportBackgroundError(error);
+        this.retryTimer = this.world.clock.setTimer(1000, () => this.kick());
+      })
+      .finally(() => {
+        this.background = undefined;
+        this.wakeWaiters();
+      });
+  }
+
+  private async runBackground(): Promise<void> {
+    while (!this.closed) {
+      const flush = this.flushQueue[0];
+      if (flush !== undefined) {
+        await this.flushMemtable(flush);
+        this.flushQueue.shift();
+      } else {
+        const plan = this.pickCompaction();
+        if (plan === undefined) return;
+        await this.compact(plan);
+      }
+      this.wakeWaiters();
+    }
+  }
+
+  private async flushMemtable(flush: PendingFlush): Promise<void> {
+    const startedMs = this.world.clock.nowMs();
+    const { memtable, segment } = flush;
+    const added: Table[] = [];
+    if (memtable.count > 0) {
+      const outputs = await this.writeTables(fromSync(memtable.entries()), 0, false, Number.POSITIVE_INFINITY);
+      added.push(...outputs);
+    }
+    const largest = memtable.largestSequence ?? 0;
+    await this.commit({
+      removed: [],
+      added,
+      logSegmentFloor: segment,
+      lastFlushedSequence: Math.max(this.manifest.lastFlushedSequence, largest),
+    });
+    const newest = this.version.frozen.filter((candidate) => candidate !== memtable);
+    this.install(new Version(newest, withTables(this.version.levels, [], added)));
+    await deleteSegmentsBefore(this.world.fs, this.dir, segment);
+    const fileBytes = added.reduce((sum, table) => sum + table.file.fileBytes, 0);
+    this.bytesFlushed += fileBytes;
+    this.world.onEvent?.({ kind: 'flushed', entries: memtable.count, fileBytes, ms: Math.round(this.world.clock.nowMs() - startedMs) });
+  }
+
+  private pickCompaction(): CompactionPlan | undefined {
+    const levels = this.version.levels;
+    if (levels[0]!.length >= this.options.level0CompactionTrigger) {
+      const inputs = [...levels[0]!];
+      const { smallest, largest } = keySpan(inputs);
+      return { level: 0, inputs: [...inputs, ...overlapping(levels[1]!, smallest, largest)], outputLevel: 1 };
+    }
+    let best: { level: number; score: number } | undefined;
+    for (let level = 1; level < levelsMax - 1; level++) {
+      const score = levelBytes(levels[level]!) / this.levelBytesMax(level);
+      if (score > 1 && (best === undefined || score > best.score)) best = { level, score };
+    }
+    if (best === undefined) return undefined;
+    const tables = levels[best.level]!;
+    const pointer = this.compactPointers[best.level];
+    const chosen = tables.find((table) => pointer === undefined || compareBytes(table.file.smallestKey, pointer) > 0) ?? tables[0]!;
+    this.compactPointers[best.level] = chosen.file.largestKey;
+    const below = overlapping(levels[best.level + 1]!, chosen.file.smallestKey, chosen.file.largestKey);
+    return { level: best.level, inputs: [chosen, ...below], outputLevel: best.level + 1 };
+  }
+
+  private levelBytesMax(level: number): number {
+    return this.options.level1BytesMax * this.options.levelSizeMultiplier ** (level - 1);
+  }
+
+  private async compact(plan: CompactionPlan): Promise<void> {
+    const startedMs = this.world.clock.nowMs();
+    const { smallest, largest } = keySpan(plan.inputs);
+    const deeper = this.version.levels.slice(plan.outputLevel + 1).some((level) => overlapping(level, smallest, largest).length > 0);
+    // Newest first, so that the merge keeps the newest entry of a key (sequence decides anyway).
+    const sources = plan.inputs.map((table) => tableScan(table, {}, false));
+    const added = await this.writeTables(mergeSources(sources, false)[Symbol.asyncIterator](), plan.outputLevel, !deeper, this.options.tableBytesTarget);
+    await this.commit({ removed: plan.inputs, added, logSegmentFloor: this.manifest.logSegmentFloor, lastFlushedSequence: this.manifest.lastFlushedSequence });
+    for (const table of plan.inputs) table.dropped = true;
+    this.install(new Version(this.version.frozen, withTables(this.version.levels, plan.inputs, added)));
+    const bytesRead = plan.inputs.reduce((sum, table) => sum + table.file.fileBytes, 0);
+    const bytesWritten = added.reduce((sum, table) => sum + table.file.fileBytes, 0);
+    this.bytesCompacted += bytesWritten;
+    this.world.onEvent?.({
+      kind: 'compacted',
+      level: plan.level,
+      inputTables: plan.inputs.length,
+      outputTables: added.length,
+      bytesRead,
+      bytesWritten,
+      ms: Math.round(this.world.clock.nowMs() - startedMs),
+    });
+  }
+
+  /**
+   * Writes the entries (key order, unique keys) as tables of `level`, cut at `tableBytesTarget`;
+   * tombstones are left out when `dropTombstones`. Yields to the event loop between slices.
+   */
+  private async writeTables(entries: AsyncIterator<SstableEntry>, level: number, dropTombstones: boolean, tableBytesTarget: number): Promise<Table[]> {
+    const written: Table[] = [];
+    let writer: SstableWriter | undefined;
+    let id = 0;
+    let rawBytes = 0;
+    let sinceYield = 0;
+    const finishTable = async (): Promise<void> => {
+      if (writer === undefined) return;
+      const info = await writer.finish();
+      writer = undefined;
+      const file: ManifestFile = { id, level, ...info };
+      const reader = await SstableReader.open(this.world.fs, info.path, this.cache);
+      written.push(new Table(file, reader, info.path));
+    };
+    try {
+      for (let next = await entries.next(); next.done !== true; next = await entries.next()) {
+        if (this.closed) throw new CompactionStopped();
+        const entry = next.value;
+        if (entry.value === null && dropTombstones) continue;
+        if (writer === undefined) {
+          id = this.manifest.nextFileId + this.reservedIds++;
+          writer = await SstableWriter.create(this.world.fs, `${this.dir}/${tableFileName(id)}`, {
+            blockBytes: this.options.blockBytes,
+            compression: this.options.compression,
+            bloomBitsPerKey: this.options.bloomBitsPerKey,
+          });
+          rawBytes = 0;
+        }
+        await writer.add(entry);
+        rawBytes += entry.key.length + (entry.value?.length ?? 0);
+        if (rawBytes >= tableBytesTarget) await finishTable();
+        if (++sinceYield >= this.options.compactionSliceEntries) {
+          sinceYield = 0;
+          await this.yieldNow();
+        }
+      }
+      await finishTable();
+      return written;
+    } catch (error) {
+      await writer?.abort();
+      for (const table of written) {
+        await table.reader.close();
+        await this.world.fs.unlink(table.path).catch(() => undefined);
+      }
+      throw error;
+    } finally {
+      await entries.return?.();
+    }
+  }
+
+  /** Records a flush or compaction in a new manifest (the one durable step that makes it happen). */
+  private async commit(change: { removed: readonly Table[]; added: readonly Table[]; logSegmentFloor: number; lastFlushedSequence: number }): Promise<void> {
+    const removedIds = new Set(change.removed.map((table) => table.file.id));
+    const next: ManifestState = {
+      version: this.manifest.version + 1,
+      files: [...this.manifest.files.filter((file) => !removedIds.has(file.id)), ...change.added.map((table) => table.file)],
+      logSegmentFloor: change.logSegmentFloor,
+      nextFileId: this.manifest.nextFileId + this.reservedIds,
+      lastFlushedSequence: change.lastFlushedSequence,
+    };
+    await writeManifest(this.world.fs, this.dir, next);
+    this.manifest = next;
+    this.reservedIds = 0;
+  }
+
+  private install(next: Version): void {
+    for (const table of next.tables()) table.versionRefs += 1;
+    const previous = this.version;
+    this.version = next;
+    this.release(previous);
+  }
+
+  private release(version: Version): void {
+    version.refs -= 1;
+    assert(version.refs >= 0, 'lsm: version released more often than referenced');
+    if (version.refs > 0) return;
+    for (const table of version.tables()) {
+      table.versionRefs -= 1;
+      if (table.versionRefs === 0 && table.dropped) void this.deleteTable(table);
+    }
+  }
+
+  private async deleteTable(table: Table): Promise<void> {
+    try {
+      await table.reader.close();
+      await this.world.fs.unlink(table.path);
+    } catch (error) {
+      // The manifest no longer names it: the next open removes it as an orphan.
+      this.reportBackgroundError(error);
+    }
+  }
+
+  private reportBackgroundError(error: unknown): void {
+    const message = error instanceof Error ? error.message : String(error);
+    this.world.onEvent?.({ kind: 'background-error', message });
+  }
+}
+
+function checkOptions(options: LsmOptions): void {
+  const positive: (keyof LsmOptions)[] = [
+    'syncIntervalMs',
+    'memtableSizeBytes',
+    'blockCacheBytes',
+    'logSegmentBytesMax',
+    'tableBytesTarget',
+    'level0CompactionTrigger',
+    'level1BytesMax',
+    'frozenMemtablesMax',
+    'compactionSliceEntries',
+  ];
+  for (const name of positive) {
+    const value = options[name];
+    assert(typeof value === 'number' && Number.isSafeInteger(value) && value >= 1, `lsm option ${name} must be an integer >= 1, got ${String(value)}`);
+  }
+  assert(options.level0StopWritesTrigger > options.level0CompactionTrigger, 'lsm option level0StopWritesTrigger must exceed level0CompactionTrigger');
+  assert(options.levelSizeMultiplier >= 2, 'lsm option levelSizeMultiplier must be >= 2');
+}
+
+/** The tables that may hold `key`, newest data first: every level-0 table, then one table per deeper level. */
+function candidateTables(version: Version, key: Uint8Array): Table[] {
+  const candidates: Table[] = [];
+  const levels = version.levels;
+  for (const table of levels[0]!) candidates.push(table);
+  for (let level = 1; level < levels.length; level++) {
+    const tables = levels[level]!;
+    let low = 0;
+    let high = tables.length;
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      if (compareBytes(tables[middle]!.file.largestKey, key) < 0) low = middle + 1;
+      else high = middle;
+    }
+    const table = tables[low];
+    if (table !== undefined && compareBytes(table.file.smallestKey, key) <= 0) candidates.push(table);
+  }
+  return candidates;
+}
+
+function levelBytes(level: readonly Table[]): number {
+  return level.reduce((sum, table) => sum + table.file.fileBytes, 0);
+}
+
+function keySpan(tables: readonly Table[]): { smallest: Uint8Array; largest: Uint8Array } {
+  let smallest = tables[0]!.file.smallestKey;
+  let largest = tables[0]!.file.largestKey;
+  for (const table of tables) {
+    if (compareBytes(table.file.smallestKey, smallest) < 0) smallest = table.file.smallestKey;
+    if (compareBytes(table.file.largestKey, largest) > 0) largest = table.file.largestKey;
+  }
+  return { smallest, largest };
+}
+
+function overlapping(level: readonly Table[], smallest: Uint8Array, largest: Uint8Array): Table[] {
+  return level.filter((table) => compareBytes(table.file.largestKey, smallest) >= 0 && compareBytes(table.file.smallestKey, largest) <= 0);
+}
+
+/** The levels with `removed` taken out and `added` put in (level 0 newest first, others by key). */
+function withTables(levels: readonly (readonly Table[])[], removed: readonly Table[], added: readonly Table[]): Table[][] {
+  const gone = new Set(removed);
+  const next = levels.map((level) => level.filter((table) => !gone.has(table)));
+  for (const table of added) next[table.file.level]!.push(table);
+  next[0]!.sort((left, right) => right.file.id - left.file.id);
+  for (const level of next.slice(1)) level.sort((left, right) => compareBytes(left.file.smallestKey, right.file.smallestKey));
+  return next;
+}
+
+function fromSync(entries: Iterator<SstableEntry>): AsyncIterator<SstableEntry> {
+  return {
+    next: () => Promise.resolve(entries.next()),
+    return: () => Promise.resolve(entries.return?.() ?? { done: true, value: undefined }),
+  };
+}
+
+function tableScan(table: Table, range: { gte?: Uint8Array | undefined; lt?: Uint8Array | undefined }, reverse: boolean): AsyncIterator<SstableEntry> {
+  const bounds = { ...(range.gte === undefined ? {} : { gte: range.gte }), ...(range.lt === undefined ? {} : { lt: range.lt }) };
+  const iterable = reverse ? table.reader.scanReverse(bounds) : table.reader.scan(bounds);
+  return iterable[Symbol.asyncIterator]();
+}
+
+/** A level's disjoint tables read one after another, only those overlapping the range. */
+async function* levelScanGenerator(level: readonly Table[], range: { gte?: Uint8Array | undefined; lt?: Uint8Array | undefined }, reverse: boolean): AsyncGenerator<SstableEntry> {
+  const { gte, lt } = range;
+  const inRange = level.filter(
+    (table) => (gte === undefined || compareBytes(table.file.largestKey, gte) >= 0) && (lt === undefined || compareBytes(table.file.smallestKey, lt) < 0),
+  );
+  if (reverse) inRange.reverse();
+  for (const table of inRange) {
+    const bounds = { ...(gte === undefined ? {} : { gte }), ...(lt === undefined ? {} : { lt }) };
+    yield* reverse ? table.reader.scanReverse(bounds) : table.reader.scan(bounds);
+  }
+}
+
+function levelScan(level: readonly Table[], range: { gte?: Uint8Array | undefined; lt?: Uint8Array | undefined }, reverse: boolean): AsyncIterator<SstableEntry> {
+  return levelScanGenerator(level, range, reverse)[Symbol.asyncIterator]();
+}
+
+/**
+ * Merges sorted sources into one sorted stream with one entry per key: among entries of equal
+ * keys the highest sequence wins (tombstones included; the caller skips them).
+ */
+async function* mergeSources(sources: readonly AsyncIterator<SstableEntry>[], reverse: boolean): AsyncGenerator<SstableEntry> {
+  const heads: (SstableEntry | undefined)[] = await Promise.all(sources.map(async (source) => (await source.next()).value as SstableEntry | undefined));
+  const direction = reverse ? -1 : 1;
+  for (;;) {
+    let best: SstableEntry | undefined;
+    for (const head of heads) {
+      if (head === undefined) continue;
+      if (best === undefined) {
+        best = head;
+        continue;
+      }
+      const order = compareBytes(head.key, best.key) * direction;
+      if (order < 0 || (order === 0 && head.sequence > best.sequence)) best = head;
+    }
+    if (best === undefined) return;
+    const winner = best;
+    for (let index = 0; index < heads.length; index++) {
+      const head = heads[index];
+      if (head !== undefined && compareBytes(head.key, winner.key) === 0) {
+        const next = await sources[index]!.next();
+        heads[index] = next.done === true ? undefined : next.value;
+      }
+    }
+    yield winner;
+  }
+}
