@@ -21,6 +21,12 @@ const refusedLingerMs = 1000;
 /** Commands of one connection whose replies are still awaited; beyond it, reading pauses. */
 const repliesInFlightMax = 1024;
 
+/**
+ * On shutdown a connection keeps serving what its client already sent (a pipeline may still sit
+ * in the socket buffers) and ends once it has been quiet this long with no reply pending.
+ */
+const shutdownQuietMs = 50;
+
 /** One queued reply, in command order: bytes once known. */
 interface QueuedReply {
   bytes: Buffer | undefined;
@@ -42,6 +48,8 @@ class RespConnection implements ConnectionState {
   private readonly writer = new RespWriter();
   private readonly queue: QueuedReply[] = [];
   private pausedForQueue = false;
+  private shuttingDown = false;
+  private quietTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(
     readonly socket: Socket,
@@ -71,15 +79,25 @@ class RespConnection implements ConnectionState {
     return this.queue.length === 0;
   }
 
-  /** Stops taking commands; ends the connection once every queued reply has left. */
+  /** Finishes the commands the client already sent, then ends the connection (see shutdownQuietMs). */
   shutdown(): void {
-    this.closing = true;
-    this.socket.pause();
-    if (this.queue.length === 0) this.socket.end();
+    this.shuttingDown = true;
+    this.endWhenQuiet();
+  }
+
+  private endWhenQuiet(): void {
+    if (!this.shuttingDown || this.closing || this.queue.length > 0) return;
+    clearTimeout(this.quietTimer);
+    this.quietTimer = setTimeout(() => {
+      if (this.queue.length > 0) return; // the reply that empties the queue arms the timer again
+      this.closing = true;
+      this.socket.end();
+    }, shutdownQuietMs);
   }
 
   private onData(chunk: Buffer): void {
     if (this.closing) return;
+    clearTimeout(this.quietTimer);
     try {
       this.parser.feed(chunk, (args) => this.dispatch(args));
     } catch (error) {
@@ -96,6 +114,7 @@ class RespConnection implements ConnectionState {
     }
     this.flushWriter();
     if (this.closing && this.queue.length === 0) this.socket.end();
+    this.endWhenQuiet();
   }
 
   private dispatch(args: Buffer[]): void {
@@ -152,6 +171,7 @@ class RespConnection implements ConnectionState {
     if (ready.length > 0 && !this.socket.destroyed) this.write(ready.length === 1 ? (ready[0] as Buffer) : Buffer.concat(ready));
     if (this.queue.length === 0 && this.closing) this.socket.end();
     this.resumeIfPossible();
+    this.endWhenQuiet();
   }
 
   private flushWriter(): void {

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { Buffer } from 'node:buffer';
 import { once } from 'node:events';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { describe, test, type TestContext } from 'node:test';
@@ -7,6 +8,7 @@ import { HttpServer } from '../api/http-server.js';
 import { resolveConfig } from '../node/config.js';
 import { KvService, type KvLimits } from '../node/kv-service.js';
 import { silentLogger } from '../node/logger.js';
+import { compareKeys } from '../node/storage-key.js';
 import { RingkvNode } from '../node/ringkv-node.js';
 import { MemoryEngine } from '../storage/memory-engine.js';
 import { SystemClock } from '../world/clock.js';
@@ -144,10 +146,12 @@ describe('client: reads and writes', () => {
     const other = new RingkvClient({ url });
     for (const key of ['c', 'a', 'b']) await users.put(key, 'v');
     await other.put('z', 'v');
-    assert.deepEqual(await users.keysPage({ limit: 2 }), { keys: ['a', 'b'], next: 'b' });
-    assert.deepEqual(await users.keysPage({ limit: 2, after: 'b' }), { keys: ['c'], next: null });
+    // Listing order is engine order (src/node/storage-key.ts): token prefix, then key.
+    const ordered = ['a', 'b', 'c'].sort((left, right) => compareKeys('users', Buffer.from(left), Buffer.from(right)));
+    assert.deepEqual(await users.keysPage({ limit: 2 }), { keys: ordered.slice(0, 2), next: ordered[1] });
+    assert.deepEqual(await users.keysPage({ limit: 2, after: ordered[1] as string }), { keys: ordered.slice(2), next: null });
     assert.deepEqual(await other.keys(), ['z']);
-    assert.deepEqual(await other.keys({ namespace: 'users' }), ['a', 'b', 'c']);
+    assert.deepEqual(await other.keys({ namespace: 'users' }), ordered);
   });
 });
 

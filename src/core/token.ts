@@ -95,3 +95,19 @@ export function keyPartition(namespace: string, key: Uint8Array, partitionCount:
   const high32 = Number(hashKey(namespace, key) >> 32n);
   return high32 >>> (32 - bits);
 }
+
+/** Bits of a token that storage keys lead with (src/node/storage-key.ts): enough for Q up to 2^16. */
+export const tokenPrefixBits = 16;
+
+/** The top `tokenPrefixBits` bits of a key's token: every partition, for any valid Q, is a contiguous range of them. */
+export function keyTokenPrefix(namespace: string, key: Uint8Array): number {
+  return Number(hashKey(namespace, key) >> BigInt(tokenBits - tokenPrefixBits));
+}
+
+/** The token prefixes of a partition: [first, end). */
+export function partitionTokenPrefixes(partition: number, partitionCount: number): { first: number; end: number } {
+  const bits = partitionBits(partitionCount);
+  assert(Number.isInteger(partition) && partition >= 0 && partition < partitionCount, 'partition out of range');
+  const width = 1 << (tokenPrefixBits - bits);
+  return { first: partition * width, end: (partition + 1) * width };
+}

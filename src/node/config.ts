@@ -23,7 +23,7 @@ const positiveInt = z.coerce.number().int().min(1);
 const nodeIdPattern = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
 export const configOptions = {
-  dataDir: option('data-dir', z.string().min(1), './data', 'Directory for this node\'s files (node id; later the commit log and SSTables).'),
+  dataDir: option('data-dir', z.string().min(1), './data', 'Directory for this node\'s files: node id, membership view, and the storage engine under `lsm/`.'),
   nodeId: option('node-id', z.string().regex(nodeIdPattern, 'must be 1-64 characters of [A-Za-z0-9_.-], starting with a letter or digit'), undefined,
     'Name of this node. Default: generated on first start and kept in `<data-dir>/node-id`.'),
   host: option('host', z.string().min(1), '127.0.0.1', 'Address the HTTP, RESP and peer listeners bind to.'),
@@ -44,7 +44,16 @@ export const configOptions = {
   requestTimeoutMs: option('request-timeout-ms', positiveInt.max(600_000), 5000, 'A coordinated read or write that has not met its quorum by then fails with UNAVAILABLE.'),
   gossipIntervalMs: option('gossip-interval-ms', positiveInt.max(60_000), 1000, 'How often a node gossips its membership view to a random peer.'),
   phiThreshold: option('phi-threshold', z.coerce.number().positive().max(100), 8, 'A peer whose phi-accrual suspicion exceeds this is considered down (Cassandra\'s default 8).'),
-  engine: option('engine', z.enum(['memory']), 'memory', 'Storage engine. `memory` keeps data in process memory only: it is lost when the node stops (the durable `lsm` engine comes next).'),
+  engine: option('engine', z.enum(['lsm', 'memory']), 'lsm',
+    'Storage engine. `lsm`: commit log, memtable and SSTables under `<data-dir>/lsm` (durable). `memory`: process memory only, lost when the node stops (tests, caches).'),
+  sync: option('sync', z.enum(['always', 'periodic', 'none']), 'always',
+    'When the commit log is fsynced: `always` before a write is acknowledged (group commit), `periodic` every `--sync-interval-ms` (a crash loses up to that much), `none` left to the OS.'),
+  syncIntervalMs: option('sync-interval-ms', positiveInt.max(60_000), 1000, 'Interval of `--sync periodic`.'),
+  memtableSizeBytes: option('memtable-size-bytes', z.coerce.number().int().min(64 * 1024).max(4 * 1024 * 1024 * 1024), 64 * 1024 * 1024,
+    'Memory a memtable may use before it is flushed to an SSTable (up to two more wait for their flush).'),
+  blockCacheBytes: option('block-cache-bytes', z.coerce.number().int().min(0), 64 * 1024 * 1024, 'Bytes of uncompressed SSTable blocks kept in memory for reads.'),
+  compression: option('compression', z.enum(['snappy', 'none']), 'snappy', 'Compression of SSTable blocks.'),
+  bloomBitsPerKey: option('bloom-bits-per-key', z.coerce.number().int().min(1).max(32), 10, 'Bloom filter size per key in SSTables: 10 bits give about 1% false positives.'),
   defaultNamespace: option('default-namespace', z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 characters of [A-Za-z0-9_.-]'), 'default',
     'Namespace used by Redis clients until they pick another with `SELECT <name>`.'),
   keyBytesMax: option('key-bytes-max', positiveInt.max(64 * 1024), 1024, 'Largest key accepted, in bytes.'),

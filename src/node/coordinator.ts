@@ -21,6 +21,7 @@ import {
 import type { Logger } from './logger.js';
 import type { NamespaceRegistry } from './namespace-registry.js';
 import { decodeObject, encodeContext, encodeObject, newestSibling, type Sibling, type StoredObject } from './stored-object.js';
+import { storageKey } from './storage-key.js';
 
 /** Peer message types of the replica protocol. */
 export const replicaMessages = {
@@ -129,7 +130,7 @@ export class Coordinator implements KeyValueStore {
     return this.write({ namespace, key, value: null, options: { context: encodeContext(join(seen.value)) } }, options);
   }
 
-  /** Keys of a namespace across the cluster: every member's keys, merged in order. */
+  /** Keys of a namespace across the cluster: every member's keys, merged in engine-key order. */
   async keys(namespace: string, options: { readonly limit: number; readonly after?: Uint8Array }): Promise<Result<Uint8Array[]>> {
     const members = this.options.membership.current.members.filter((member) => member.status !== 'removed' && this.options.membership.isUp(member.nodeId));
     const answers = await Promise.all(
@@ -144,9 +145,10 @@ export class Coordinator implements KeyValueStore {
     );
     const failed = answers.find((answer) => !answer.ok);
     if (failed !== undefined) return failed;
+    // Every node lists in engine-key order, so the first `limit` of the merge are the cluster's first `limit`.
     const unique = new Map<string, Uint8Array>();
-    for (const answer of answers) if (answer.ok) for (const found of answer.value) unique.set(Buffer.from(found).toString('latin1'), found);
-    return success([...unique.keys()].sort().slice(0, options.limit).map((latin1) => unique.get(latin1) as Uint8Array));
+    for (const answer of answers) if (answer.ok) for (const found of answer.value) unique.set(storageKey(namespace, found).toString('latin1'), found);
+    return success([...unique.keys()].sort().slice(0, options.limit).map((engineKey) => unique.get(engineKey) as Uint8Array));
   }
 
   /** The replicas of a key: its preference list over the current ring. */

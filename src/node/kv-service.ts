@@ -4,7 +4,7 @@ import { ErrorCode, failure, success, type Failure, type Result } from '../core/
 import { then, type Engine, type MaybePromise } from '../storage/engine.js';
 import type { Clock } from '../world/clock.js';
 import { decodeClock, decodeContext, decodeHistory, decodeNewestValue, decodeObject, encodeContext, encodeObject, type Sibling, type StoredObject } from './stored-object.js';
-import { namespaceRange, storageKey, userKey } from './storage-key.js';
+import { parseStorageKey, storageKey } from './storage-key.js';
 
 export interface KvLimits {
   readonly keyBytesMax: number;
@@ -174,17 +174,19 @@ export class KvService implements KeyValueStore {
     return this.write(storageKey(namespace, key), tombstone, options);
   }
 
-  /** Keys of a namespace that have a live value, in key order, from `after` (exclusive). */
+  /** Keys of a namespace that have a live value, in engine order (storage-key.ts `compareKeys`), from `after` (exclusive). */
   async keys(namespace: string, options: { readonly limit: number; readonly after?: Uint8Array }): Promise<Result<Uint8Array[]>> {
     assert(Number.isInteger(options.limit) && options.limit >= 1, 'keys: limit must be a positive integer');
     if (this.attached === undefined) return failure(ErrorCode.unavailable, 'the storage engine is not running');
     if (!namespacePattern.test(namespace)) return namespaceFailure(namespace);
-    const range = namespaceRange(namespace);
-    const gte = options.after === undefined ? range.gte : Buffer.concat([storageKey(namespace, options.after), Buffer.of(0)]);
+    // Keys of a namespace are spread over the token prefixes (storage-key.ts): walk the engine
+    // from the cursor and skip other namespaces.
+    const range = options.after === undefined ? {} : { gte: Buffer.concat([storageKey(namespace, options.after), Buffer.of(0)]) };
     const found: Uint8Array[] = [];
-    for await (const entry of this.engine.scan({ gte, lt: range.lt })) {
-      if (readResult(entry.value) === undefined) continue;
-      found.push(userKey(entry.key));
+    for await (const entry of this.engine.scan(range)) {
+      const parsed = parseStorageKey(entry.key);
+      if (parsed?.namespace !== namespace || readResult(entry.value) === undefined) continue;
+      found.push(parsed.key);
       if (found.length >= options.limit) break;
     }
     return success(found);

@@ -1,10 +1,12 @@
+import { join } from 'node:path';
 import { HttpServer } from '../api/http-server.js';
 import type { NodeInfo } from '../api/resp-commands.js';
 import { RespServer } from '../api/resp-server.js';
 import { assert } from '../core/assert.js';
-import { RingkvError } from '../core/errors.js';
+import { ErrorCode, RingkvError } from '../core/errors.js';
 import type { Random } from '../core/random.js';
 import type { Engine, EngineStats } from '../storage/engine.js';
+import { LsmEngine, type LsmEvent } from '../storage/lsm/lsm-engine.js';
 import { MemoryEngine } from '../storage/memory-engine.js';
 import type { Clock } from '../world/clock.js';
 import type { FileSystem } from '../world/file-system.js';
@@ -13,7 +15,7 @@ import { ClusterService, type ClusterWorld } from './cluster-service.js';
 import { KvService } from './kv-service.js';
 import type { Logger } from './logger.js';
 import { resolveNodeId } from './node-identity.js';
-import { Supervisor, type EscalationReason, type Service } from './supervisor.js';
+import { Supervisor, type EscalationReason, type Service, type ServiceContext } from './supervisor.js';
 import { ringkvVersion } from './version.js';
 
 /** The world a node runs in: real for `ringkv start`, simulated later (src/sim/). */
@@ -138,12 +140,21 @@ export class RingkvNode {
       engine: this.config.engine,
       keys: stats?.keyCount ?? 0,
       dataBytes: stats?.sizeBytes ?? 0,
+      storage: this.engine instanceof LsmEngine ? this.lsmDetails(this.engine) : null,
       respConnections: this.resp.connectionCount,
       respCommandsProcessed: this.resp.commandsProcessed,
       peerPort: this.cluster.peerPort ?? null,
       ring: this.cluster.membership === undefined ? null : { partitionCount: this.cluster.membership.ring.partitionCount, epoch: this.cluster.membership.ring.epoch },
       services: this.supervisor.status(),
     };
+  }
+
+  private lsmDetails(engine: LsmEngine): unknown {
+    try {
+      return engine.details();
+    } catch {
+      return null;
+    }
   }
 
   /** Engine figures, or undefined while the engine is closed (restarting, shutting down). */
@@ -168,13 +179,37 @@ export class RingkvNode {
     };
   }
 
+  /** The configured engine; an LSM engine whose commit log fails fails the service (the supervisor reopens it). */
+  private async openEngine(context: ServiceContext): Promise<Engine> {
+    const config = this.config;
+    if (config.engine === 'memory') return new MemoryEngine();
+    const logger = this.world.logger;
+    const onEvent = (event: LsmEvent): void => {
+      if (event.kind === 'recovered') logger.info(event, 'storage engine opened: commit log replayed');
+      else if (event.kind === 'flushed' || event.kind === 'compacted') logger.debug(event, `storage engine ${event.kind}`);
+      else if (event.kind === 'background-error') logger.error(event, 'storage engine background work failed; retrying');
+      else {
+        logger.error(event, 'storage engine commit log failed; reopening the engine');
+        context.fail(new RingkvError(ErrorCode.unavailable, event.message));
+      }
+    };
+    return LsmEngine.open({ fs: this.world.fs, clock: this.world.clock, onEvent }, join(config.dataDir, 'lsm'), {
+      syncPolicy: config.sync,
+      syncIntervalMs: config.syncIntervalMs,
+      memtableSizeBytes: config.memtableSizeBytes,
+      blockCacheBytes: config.blockCacheBytes,
+      compression: config.compression,
+      bloomBitsPerKey: config.bloomBitsPerKey,
+    });
+  }
+
   private services(): Service[] {
     const timeoutMs = this.config.shutdownTimeoutMs;
     return [
       {
         name: 'engine',
-        start: async () => {
-          this.engine = new MemoryEngine();
+        start: async (context) => {
+          this.engine = await this.openEngine(context);
           this.kv.attach(this.engine);
         },
         stop: async () => {

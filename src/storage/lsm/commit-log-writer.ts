@@ -177,6 +177,11 @@ export class CommitLogWriter {
     return new CommitLogWriter(fs, dir, options, handle, start.segment, start.nextSequence);
   }
 
+  /** True once a disk step failed: every later append rejects (see `fail`). */
+  get failed(): boolean {
+    return this.failure !== undefined;
+  }
+
   get segment(): number {
     return this.currentSegment;
   }

@@ -92,7 +92,9 @@ export type LsmEvent =
   | { readonly kind: 'recovered'; readonly records: number; readonly operations: number; readonly truncatedBytes: number; readonly tables: number; readonly orphansRemoved: number; readonly ms: number }
   | { readonly kind: 'flushed'; readonly entries: number; readonly fileBytes: number; readonly ms: number }
   | { readonly kind: 'compacted'; readonly level: number; readonly inputTables: number; readonly outputTables: number; readonly bytesRead: number; readonly bytesWritten: number; readonly ms: number }
-  | { readonly kind: 'background-error'; readonly message: string };
+  | { readonly kind: 'background-error'; readonly message: string }
+  /** The commit log cannot be written (disk full, I/O error): writes fail until the engine is reopened. */
+  | { readonly kind: 'log-failed'; readonly message: string };
 
 export interface LsmWorld {
   readonly fs: FileSystem;
@@ -175,6 +177,7 @@ export class LsmEngine implements Engine {
   private userBytesWritten = 0;
   /** File ids handed to tables being written, not yet recorded in the manifest. */
   private reservedIds = 0;
+  private logFailureReported = false;
   private readonly yieldNow: () => Promise<void>;
 
   private constructor(
@@ -369,18 +372,30 @@ export class LsmEngine implements Engine {
 
   private append(operations: readonly BatchOperation[]): Promise<void> {
     this.checkOpen();
-    return this.writer.append(operations).then((firstSequence) => {
-      operations.forEach((operation, index) => {
-        if (operation.type === 'put') {
-          this.active.put(operation.key, operation.value, firstSequence + index);
-          this.userBytesWritten += operation.key.length + operation.value.length;
-        } else {
-          this.active.delete(operation.key, firstSequence + index);
-          this.userBytesWritten += operation.key.length;
+    return this.writer.append(operations).then(
+      (firstSequence) => this.apply(operations, firstSequence),
+      (error: unknown) => {
+        if (this.writer.failed && !this.logFailureReported) {
+          this.logFailureReported = true;
+          this.world.onEvent?.({ kind: 'log-failed', message: error instanceof Error ? error.message : String(error) });
         }
-      });
-      this.maybeFreeze();
+        throw error;
+      },
+    );
+  }
+
+  /** Puts a durable batch into the active memtable (in log order: sequences only grow). */
+  private apply(operations: readonly BatchOperation[], firstSequence: number): void {
+    operations.forEach((operation, index) => {
+      if (operation.type === 'put') {
+        this.active.put(operation.key, operation.value, firstSequence + index);
+        this.userBytesWritten += operation.key.length + operation.value.length;
+      } else {
+        this.active.delete(operation.key, firstSequence + index);
+        this.userBytesWritten += operation.key.length;
+      }
     });
+    this.maybeFreeze();
   }
 
   /** Runs `write` now, or once flushes and compactions have made room (write stall). */
@@ -687,7 +702,6 @@ function checkOptions(options: LsmOptions): void {
   const positive: (keyof LsmOptions)[] = [
     'syncIntervalMs',
     'memtableSizeBytes',
-    'blockCacheBytes',
     'logSegmentBytesMax',
     'tableBytesTarget',
     'level0CompactionTrigger',
@@ -699,6 +713,7 @@ function checkOptions(options: LsmOptions): void {
     const value = options[name];
     assert(typeof value === 'number' && Number.isSafeInteger(value) && value >= 1, `lsm option ${name} must be an integer >= 1, got ${String(value)}`);
   }
+  assert(Number.isSafeInteger(options.blockCacheBytes) && options.blockCacheBytes >= 0, 'lsm option blockCacheBytes must be an integer >= 0');
   assert(options.level0StopWritesTrigger > options.level0CompactionTrigger, 'lsm option level0StopWritesTrigger must exceed level0CompactionTrigger');
   assert(options.levelSizeMultiplier >= 2, 'lsm option levelSizeMultiplier must be >= 2');
 }
