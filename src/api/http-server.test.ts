@@ -344,6 +344,7 @@ function delegate(inner: Engine, overrides: Partial<Pick<Engine, 'get'>>): Engin
     get: overrides.get ?? ((key) => inner.get(key)),
     put: (key, value) => inner.put(key, value),
     delete: (key) => inner.delete(key),
+    deleteRange: (range) => inner.deleteRange(range),
     batch: (operations) => inner.batch(operations),
     scan: (range) => inner.scan(range),
     stats: () => inner.stats(),

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { ErrorCode, failure, success, type Result } from '../core/errors.js';
 import { randomId, type Random } from '../core/random.js';
-import { writeFileAtomic, type FileSystem } from '../world/file-system.js';
+import { mkdirDurable, writeFileAtomic, type FileSystem } from '../world/file-system.js';
 
 const nodeIdFile = 'node-id';
 
@@ -11,7 +11,7 @@ const nodeIdFile = 'node-id';
  * a configured id must match the one already kept there.
  */
 export async function resolveNodeId(fs: FileSystem, random: Random, dataDir: string, configured: string | undefined): Promise<Result<string>> {
-  await fs.mkdir(dataDir);
+  await mkdirDurable(fs, dataDir);
   const path = join(dataDir, nodeIdFile);
   const kept = (await fs.exists(path)) ? Buffer.from(await fs.readFile(path)).toString('utf8').trim() : undefined;
   if (kept !== undefined && configured !== undefined && kept !== configured) {

@@ -44,6 +44,7 @@ export function engineConformanceSuite(label: string, openEngine: () => Promise<
     pointScenarios(scenario, law);
     keyOrderScenarios(scenario, law);
     batchScenarios(scenario, law);
+    deleteRangeScenarios(scenario, law);
     scanScenarios(scenario);
     snapshotScenarios(scenario);
     statsAndCloseScenarios(scenario, label, openEngine, law);
@@ -189,6 +190,54 @@ function keyOrderScenarios(scenario: Scenario, law: StatsLaw): void {
     await engine.put(big.subarray(1000, 1003), big.subarray(1003, 1006));
     assert.equal(hexOf(await engine.get(text('key'))), hex(text('aaa')));
     assert.deepEqual(await scanHex(engine), [[hex(text('key')), hex(text('aaa'))]]);
+  });
+}
+
+function deleteRangeScenarios(scenario: Scenario, law: StatsLaw): void {
+  const fill = async (engine: Engine, keys: readonly string[]): Promise<void> => {
+    for (const key of keys) await engine.put(text(key), text(`v-${key}`));
+  };
+  const keysOf = async (engine: Engine): Promise<string[]> => (await scanHex(engine)).map(([key]) => Buffer.from(key, 'hex').toString());
+
+  scenario('deleteRange', 'deletes exactly the keys in [gte, lt), bounds included and excluded as named', async (engine) => {
+    await fill(engine, ['a', 'b', 'ba', 'c', 'd']);
+    await engine.deleteRange({ gte: text('b'), lt: text('c') });
+    assert.deepEqual(await keysOf(engine), ['a', 'c', 'd']);
+    assert.equal(await engine.get(text('ba')), undefined);
+    assert.equal(hexOf(await engine.get(text('c'))), hex(text('v-c')));
+    law.keyCount(engine.stats().keyCount, 3);
+  });
+
+  scenario('deleteRange', 'open bounds reach the ends; an empty or inverted range deletes nothing', async (engine) => {
+    await fill(engine, ['a', 'b', 'c', 'd']);
+    await engine.deleteRange({ gte: text('c'), lt: text('c') });
+    await engine.deleteRange({ gte: text('d'), lt: text('a') });
+    assert.deepEqual(await keysOf(engine), ['a', 'b', 'c', 'd']);
+    await engine.deleteRange({ lt: text('b') });
+    assert.deepEqual(await keysOf(engine), ['b', 'c', 'd']);
+    await engine.deleteRange({ gte: text('c') });
+    assert.deepEqual(await keysOf(engine), ['b']);
+    await engine.deleteRange({});
+    assert.deepEqual(await keysOf(engine), []);
+  });
+
+  scenario('deleteRange', 'a key written after the range deletion is there; one written before is not', async (engine) => {
+    await fill(engine, ['k1', 'k2']);
+    await engine.deleteRange({ gte: text('k'), lt: text('l') });
+    await engine.put(text('k2'), text('again'));
+    assert.equal(await engine.get(text('k1')), undefined);
+    assert.equal(hexOf(await engine.get(text('k2'))), hex(text('again')));
+    assert.deepEqual(await keysOf(engine), ['k2']);
+  });
+
+  scenario('deleteRange', 'a scan started before the range deletion still sees the deleted keys', async (engine) => {
+    await fill(engine, ['a', 'b', 'c']);
+    const iterator = engine.scan()[Symbol.asyncIterator]();
+    const first = await iterator.next();
+    await engine.deleteRange({ gte: text('a') });
+    const rest = await drainHex(iterator);
+    assert.deepEqual([first.done === true ? [] : [entryHex(first.value)], rest].flat().map(([key]) => Buffer.from(key, 'hex').toString()), ['a', 'b', 'c']);
+    assert.deepEqual(await keysOf(engine), []);
   });
 }
 
@@ -474,6 +523,7 @@ function modelScenarios(label: string, openEngine: () => Promise<Engine>, law: S
     { arbitrary: keyArbitrary.map((key) => ({ kind: 'get' as const, key })), weight: 2 },
     { arbitrary: fc.array(operationArbitrary, { maxLength: 6 }).map((operations) => ({ kind: 'batch' as const, operations })), weight: 2 },
     { arbitrary: rangeArbitrary.map((range) => ({ kind: 'scan' as const, range })), weight: 2 },
+    { arbitrary: rangeArbitrary.map((range) => ({ kind: 'deleteRange' as const, range })), weight: 1 },
     {
       arbitrary: fc.record({
         kind: fc.constant('scanDuringWrites' as const),
@@ -508,6 +558,7 @@ type ModelCommand =
   | { readonly kind: 'get'; readonly key: Uint8Array }
   | { readonly kind: 'batch'; readonly operations: readonly BatchOperation[] }
   | { readonly kind: 'scan'; readonly range: ScanRange }
+  | { readonly kind: 'deleteRange'; readonly range: ScanRange }
   | {
       readonly kind: 'scanDuringWrites';
       readonly range: ScanRange;
@@ -532,6 +583,12 @@ async function runModelCommand(engine: Engine, oracle: SortedArrayOracle, comman
     case 'scan':
       assert.deepEqual(await scanHex(engine, command.range), oracle.scan(command.range).map(entryHex));
       return;
+    case 'deleteRange': {
+      const range = { ...(command.range.gte === undefined ? {} : { gte: command.range.gte }), ...(command.range.lt === undefined ? {} : { lt: command.range.lt }) };
+      await engine.deleteRange(range);
+      for (const entry of oracle.scan(range)) oracle.apply({ type: 'delete', key: entry.key });
+      return;
+    }
     case 'scanDuringWrites': {
       const expected = oracle.scan(command.range).map(entryHex);
       const iterator = engine.scan(command.range)[Symbol.asyncIterator]();

@@ -25,6 +25,12 @@ export type BatchOperation =
   | { readonly type: 'put'; readonly key: Uint8Array; readonly value: Uint8Array }
   | { readonly type: 'delete'; readonly key: Uint8Array };
 
+/** Keys k with gte <= k < lt; an absent bound is open. */
+export interface KeyRange {
+  readonly gte?: Uint8Array;
+  readonly lt?: Uint8Array;
+}
+
 /**
  * A key range for scans: `gte` inclusive, `lt` exclusive; either may be absent (open end).
  * A range with `gte >= lt` is empty.
@@ -54,6 +60,12 @@ export interface Engine {
   put(key: Uint8Array, value: Uint8Array): MaybePromise<void>;
   /** Removes `key` (an LSM engine writes a tombstone that hides older values). */
   delete(key: Uint8Array): MaybePromise<void>;
+  /**
+   * Deletes every key in [gte, lt) (an absent bound is open), atomically: a reader sees all of
+   * them or none gone. An LSM engine writes one range tombstone and drops the tables that lie
+   * inside the range, so the cost does not grow with the keys deleted (dropping a partition).
+   */
+  deleteRange(range: KeyRange): MaybePromise<void>;
   /** Applies all operations atomically and in order: a reader sees none or all of them. */
   batch(operations: readonly BatchOperation[]): MaybePromise<void>;
   /**

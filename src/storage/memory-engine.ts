@@ -2,7 +2,7 @@ import { Buffer } from 'node:buffer';
 import { assert, unreachable } from '../core/assert.js';
 import { ErrorCode, RingkvError } from '../core/errors.js';
 import { SeededRandom, type Random } from '../core/random.js';
-import type { BatchOperation, Engine, EngineEntry, EngineStats, ScanRange } from './engine.js';
+import type { BatchOperation, Engine, EngineEntry, EngineStats, KeyRange, ScanRange } from './engine.js';
 import { SkipList } from './skip-list.js';
 
 /**
@@ -93,6 +93,16 @@ export class MemoryEngine implements Engine {
     this.checkOpen();
     assert(key instanceof Uint8Array, 'delete: key must be a Uint8Array');
     this.deleteString(latin1FromBytes(key));
+  }
+
+  deleteRange(range: KeyRange): void {
+    this.checkOpen();
+    const bounds = {
+      gte: range.gte === undefined ? undefined : latin1FromBytes(range.gte),
+      lt: range.lt === undefined ? undefined : latin1FromBytes(range.lt),
+    };
+    const doomed = [...this.keysOrdered.entries(bounds)].map(([key]) => key);
+    for (const key of doomed) this.deleteString(key);
   }
 
   /** Validates every operation first, then applies them in order without yielding: atomic. */

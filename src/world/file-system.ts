@@ -32,6 +32,18 @@ export interface FileSystem {
   syncDirectory(path: string): Promise<void>;
 }
 
+/**
+ * Creates `path` and any missing ancestors, each made durable in its parent (top down), so that a
+ * crash cannot take away a directory that files were synced into.
+ */
+export async function mkdirDurable(fs: FileSystem, path: string): Promise<void> {
+  if (await fs.exists(path)) return;
+  const parent = dirname(path);
+  if (parent !== path) await mkdirDurable(fs, parent);
+  await fs.mkdir(path);
+  await fs.syncDirectory(parent);
+}
+
 /** Writes a whole file so that a crash leaves either the old or the new contents, never a mix. */
 export async function writeFileAtomic(fs: FileSystem, path: string, data: Uint8Array): Promise<void> {
   const temporary = `${path}.tmp`;

@@ -8,7 +8,7 @@ import type { RespParserLimits } from '../../src/api/resp-parser.js';
 import { RespServer } from '../../src/api/resp-server.js';
 import { KvService } from '../../src/node/kv-service.js';
 import { silentLogger } from '../../src/node/logger.js';
-import type { BatchOperation, Engine, EngineEntry, EngineStats, ScanRange } from '../../src/storage/engine.js';
+import type { BatchOperation, Engine, EngineEntry, EngineStats, KeyRange, ScanRange } from '../../src/storage/engine.js';
 import { MemoryEngine } from '../../src/storage/memory-engine.js';
 import { SystemClock } from '../../src/world/clock.js';
 
@@ -90,6 +90,10 @@ export class DelayedEngine implements Engine {
 
   delete(key: Uint8Array): Promise<void> {
     return this.later(() => this.inner.delete(key));
+  }
+
+  deleteRange(range: KeyRange): Promise<void> {
+    return this.later(() => this.inner.deleteRange(range));
   }
 
   batch(operations: readonly BatchOperation[]): Promise<void> {

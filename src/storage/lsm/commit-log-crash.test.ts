@@ -13,7 +13,7 @@ import { NodeFileSystem } from '../../world/file-system.js';
 import { createMemoryFileSystem } from '../../world/memory-file-system.js';
 import type { BatchOperation } from '../engine.js';
 import { replayCommitLog } from './commit-log-reader.js';
-import { CommitLogWriter, type CommitLogOptions } from './commit-log-writer.js';
+import { CommitLogWriter, type CommitLogOptions, type LogOperation } from './commit-log-writer.js';
 
 const dir = '/db';
 
@@ -73,7 +73,7 @@ describe('commit log crash: memory file system', () => {
           // Its final fsync hits the dead disk when the crash came after the last append.
           await writer.close().catch(() => {});
 
-          const replayed: { sequence: number; operations: BatchOperation[] }[] = [];
+          const replayed: { sequence: number; operations: LogOperation[] }[] = [];
           const result = await replayCommitLog(disk, dir, 0, (sequence, operations) => replayed.push({ sequence, operations }));
           const order = [...issued.keys()];
           // The replayed batches are a prefix of the appended ones, exact in content...

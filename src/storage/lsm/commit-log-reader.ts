@@ -1,9 +1,9 @@
+import { Buffer } from 'node:buffer';
 import { crc32c } from '@node-rs/crc32';
 import { assert } from '../../core/assert.js';
 import { ErrorCode, RingkvError } from '../../core/errors.js';
 import type { FileSystem } from '../../world/file-system.js';
-import type { BatchOperation } from '../engine.js';
-import { maskChecksum, OperationKind, RecordType, recordHeaderBytes, segmentFileNamePattern, segmentPath } from './commit-log-writer.js';
+import { maskChecksum, OperationKind, RecordType, recordHeaderBytes, segmentFileNamePattern, segmentPath, type LogOperation } from './commit-log-writer.js';
 
 /**
  * The commit log's reader (LevelDB's log_reader); format in docs/format/commit-log.md.
@@ -33,7 +33,7 @@ export interface ReplayResult {
 
 /** A record parsed at some offset: its end and contents, or why it is bad. */
 type Parsed =
-  | { readonly kind: 'record'; readonly end: number; readonly sequence: number; readonly operations: BatchOperation[] }
+  | { readonly kind: 'record'; readonly end: number; readonly sequence: number; readonly operations: LogOperation[] }
   | { readonly kind: 'bad'; readonly reason: string }
   | { readonly kind: 'invalid'; readonly reason: string };
 
@@ -42,7 +42,7 @@ export async function replayCommitLog(
   fs: FileSystem,
   dir: string,
   fromSegment: number,
-  onBatch: (sequence: number, operations: BatchOperation[]) => void,
+  onBatch: (sequence: number, operations: LogOperation[]) => void,
 ): Promise<ReplayResult> {
   assert(Number.isSafeInteger(fromSegment) && fromSegment >= 0, `fromSegment ${fromSegment} must be a safe integer >= 0`);
   const segments = (await listSegments(fs, dir)).filter((segment) => segment >= fromSegment);
@@ -134,7 +134,7 @@ function parseRecord(bytes: Uint8Array, offset: number): Parsed {
 }
 
 /** The batch in a payload, or what is wrong with it. Keys and values are copies. */
-function decodeBatch(payload: Uint8Array): { sequence: number; operations: BatchOperation[] } | string {
+function decodeBatch(payload: Uint8Array): { sequence: number; operations: LogOperation[] } | string {
   const cursor = new Cursor(payload);
   const type = cursor.byte();
   if (type !== RecordType.batch) return `unknown record type ${String(type)}`;
@@ -142,7 +142,7 @@ function decodeBatch(payload: Uint8Array): { sequence: number; operations: Batch
   const count = cursor.varint();
   if (sequence === undefined || count === undefined) return 'bad batch header';
   if (sequence < 1 || count < 1 || sequence + count - 1 > Number.MAX_SAFE_INTEGER) return `bad sequence ${sequence} or count ${count}`;
-  const operations: BatchOperation[] = [];
+  const operations: LogOperation[] = [];
   for (let index = 0; index < count; index++) {
     const kind = cursor.byte();
     const key = cursor.bytes(cursor.varint());
@@ -153,6 +153,11 @@ function decodeBatch(payload: Uint8Array): { sequence: number; operations: Batch
       const value = cursor.bytes(cursor.varint());
       if (value === undefined) return `operation ${index} is cut off`;
       operations.push({ type: 'put', key, value });
+    } else if (kind === OperationKind.deleteRange) {
+      const end = cursor.bytes(cursor.varint());
+      if (end === undefined) return `operation ${index} is cut off`;
+      if (end.length > 0 && compareKeys(key, end) >= 0) return `operation ${index} deletes an empty range`;
+      operations.push({ type: 'deleteRange', key, end: end.length === 0 ? undefined : end });
     } else {
       return `operation ${index} has unknown kind ${String(kind)}`;
     }
@@ -206,4 +211,8 @@ async function truncateSegment(fs: FileSystem, path: string, length: number): Pr
   } finally {
     await handle.close();
   }
+}
+
+function compareKeys(left: Uint8Array, right: Uint8Array): number {
+  return Buffer.compare(left, right);
 }

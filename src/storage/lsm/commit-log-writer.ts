@@ -44,7 +44,13 @@ export const commitLogRecordBytesLimit = 1024 * 1024 * 1024;
 
 export const recordHeaderBytes = 8;
 export const RecordType = { batch: 1 } as const;
-export const OperationKind = { put: 1, delete: 2 } as const;
+export const OperationKind = { put: 1, delete: 2, deleteRange: 3 } as const;
+
+/**
+ * What one log record holds: the engine's batch operations, and range deletions — every key in
+ * [key, end) (`end` undefined: to the end of the key space), written by `Engine.deleteRange`.
+ */
+export type LogOperation = BatchOperation | { readonly type: 'deleteRange'; readonly key: Uint8Array; readonly end: Uint8Array | undefined };
 const crcMaskDelta = 0xa282ead8;
 
 export function segmentFileName(segment: number): string {
@@ -84,21 +90,32 @@ function putVarint(target: Uint8Array, position: number, value: number): number 
   return at;
 }
 
-function checkOperation(operation: BatchOperation): void {
+function checkOperation(operation: LogOperation): void {
   assert(operation.key instanceof Uint8Array, 'a batch operation key must be a Uint8Array');
   if (operation.type === 'put') assert(operation.value instanceof Uint8Array, 'a put value must be a Uint8Array');
+  else if (operation.type === 'deleteRange') assert(operation.end === undefined || operation.end.length > 0, 'a range deletion ends at a non-empty key or at the end');
   else assert(operation.type === 'delete', `unknown batch operation type ${String((operation as { type: unknown }).type)}`);
 }
 
+/** The second byte string of an operation: a put's value, a range deletion's end (empty: open). */
+function secondField(operation: LogOperation): Uint8Array | undefined {
+  if (operation.type === 'put') return operation.value;
+  if (operation.type === 'deleteRange') return operation.end ?? emptyBytes;
+  return undefined;
+}
+
+const emptyBytes = new Uint8Array(0);
+
 /** One whole record (header + payload) for a batch whose first operation takes `firstSequence`. */
-export function encodeBatchRecord(firstSequence: number, operations: readonly BatchOperation[]): Uint8Array {
+export function encodeBatchRecord(firstSequence: number, operations: readonly LogOperation[]): Uint8Array {
   assert(Number.isSafeInteger(firstSequence) && firstSequence >= 1, `first sequence ${firstSequence} must be a safe integer >= 1`);
   assert(operations.length >= 1, 'a batch holds at least one operation');
   let payloadBytes = 1 + varintBytes(firstSequence) + varintBytes(operations.length);
   for (const operation of operations) {
     checkOperation(operation);
     payloadBytes += 1 + varintBytes(operation.key.length) + operation.key.length;
-    if (operation.type === 'put') payloadBytes += varintBytes(operation.value.length) + operation.value.length;
+    const second = secondField(operation);
+    if (second !== undefined) payloadBytes += varintBytes(second.length) + second.length;
   }
   const record = new Uint8Array(recordHeaderBytes + payloadBytes);
   let at = recordHeaderBytes;
@@ -106,14 +123,15 @@ export function encodeBatchRecord(firstSequence: number, operations: readonly Ba
   at = putVarint(record, at, firstSequence);
   at = putVarint(record, at, operations.length);
   for (const operation of operations) {
-    record[at++] = operation.type === 'put' ? OperationKind.put : OperationKind.delete;
+    record[at++] = OperationKind[operation.type];
     at = putVarint(record, at, operation.key.length);
     record.set(operation.key, at);
     at += operation.key.length;
-    if (operation.type === 'put') {
-      at = putVarint(record, at, operation.value.length);
-      record.set(operation.value, at);
-      at += operation.value.length;
+    const second = secondField(operation);
+    if (second !== undefined) {
+      at = putVarint(record, at, second.length);
+      record.set(second, at);
+      at += second.length;
     }
   }
   assert(at === record.length, 'encoded batch length matches its computed size');
@@ -187,7 +205,7 @@ export class CommitLogWriter {
   }
 
   /** Appends one atomic batch and resolves with its first sequence number once durable per the sync policy. */
-  append(operations: readonly BatchOperation[]): Promise<number> {
+  append(operations: readonly LogOperation[]): Promise<number> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
     if (this.closing) return Promise.reject(closedError());
     if (this.queued() >= commitLogAppendsQueuedMax) {

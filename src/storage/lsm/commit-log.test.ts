@@ -18,6 +18,7 @@ import {
   encodeBatchRecord,
   segmentPath,
   type CommitLogOptions,
+  type LogOperation,
   type SyncPolicy,
 } from './commit-log-writer.js';
 
@@ -41,7 +42,7 @@ function put(key: string, value: string): BatchOperation {
 
 interface Replayed {
   readonly sequence: number;
-  readonly operations: BatchOperation[];
+  readonly operations: LogOperation[];
 }
 
 async function replayAll(fs: FileSystem, fromSegment = 0): Promise<{ batches: Replayed[]; result: Awaited<ReturnType<typeof replayCommitLog>> }> {
@@ -484,5 +485,31 @@ describe('commit log: bounds, errors and close', () => {
   it('commit log: open refuses an existing segment file (a writer only starts new segments)', async () => {
     const fs = await diskWithSegment(new Uint8Array(0), 4);
     await assert.rejects(CommitLogWriter.open(fs, dir, options(), { segment: 4, nextSequence: 1 }), /already exists/);
+  });
+});
+
+describe('commit log: range deletions', () => {
+  it('commit log: range deletions (bounded and open-ended) replay as written, beside puts and deletes', async () => {
+    const fs = await freshDisk();
+    const batch: LogOperation[] = [
+      put('a', '1'),
+      { type: 'deleteRange', key: text('b'), end: text('d') },
+      { type: 'deleteRange', key: new Uint8Array(0), end: undefined },
+      { type: 'delete', key: text('z') },
+    ];
+    const writer = await CommitLogWriter.open(fs, dir, options(), { segment: 1, nextSequence: 5 });
+    assert.equal(await writer.append(batch), 5);
+    await writer.close();
+    const { batches, result } = await replayAll(fs);
+    assert.equal(result.lastSequence, 8);
+    assert.deepEqual(
+      batches[0]?.operations.map((operation) => ({ ...operation, key: Buffer.from(operation.key).toString(), ...('end' in operation ? { end: operation.end === undefined ? undefined : Buffer.from(operation.end).toString() } : {}), ...('value' in operation ? { value: Buffer.from(operation.value).toString() } : {}) })),
+      [
+        { type: 'put', key: 'a', value: '1' },
+        { type: 'deleteRange', key: 'b', end: 'd' },
+        { type: 'deleteRange', key: '', end: undefined },
+        { type: 'delete', key: 'z' },
+      ],
+    );
   });
 });

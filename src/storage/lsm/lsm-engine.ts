@@ -1,15 +1,14 @@
 import { Buffer } from 'node:buffer';
-import { posix } from 'node:path';
 import { assert } from '../../core/assert.js';
 import { ErrorCode, RingkvError } from '../../core/errors.js';
 import type { Clock } from '../../world/clock.js';
-import type { FileSystem } from '../../world/file-system.js';
-import type { BatchOperation, Engine, EngineEntry, EngineStats, MaybePromise, ScanRange } from '../engine.js';
+import { mkdirDurable, type FileSystem } from '../../world/file-system.js';
+import type { BatchOperation, Engine, EngineEntry, EngineStats, KeyRange, MaybePromise, ScanRange } from '../engine.js';
 import { BlockCache } from './block-cache.js';
-import { CommitLogWriter, type SyncPolicy } from './commit-log-writer.js';
+import { CommitLogWriter, type LogOperation, type SyncPolicy } from './commit-log-writer.js';
 import { deleteSegmentsBefore, listSegments, replayCommitLog } from './commit-log-reader.js';
 import { emptyManifest, orphanFiles, readManifest, tableFileName, writeManifest, type ManifestFile, type ManifestState } from './manifest.js';
-import { Memtable } from './memtable.js';
+import { Memtable, type RangeTombstone } from './memtable.js';
 import { compareBytes } from './sstable-format.js';
 import { SstableReader, type SstableEntry } from './sstable-reader.js';
 import { SstableWriter } from './sstable-writer.js';
@@ -84,6 +83,9 @@ export const lsmDefaults: LsmOptions = {
   compactionSliceEntries: 512,
 };
 
+/** Delay before failed background work (a flush or compaction that hit a disk error) is tried again. */
+export const backgroundRetryMs = 1000;
+
 /** Levels 0..levelsMax-1; the last one has no size limit. */
 export const levelsMax = 7;
 
@@ -138,6 +140,8 @@ class Version {
     readonly frozen: readonly Memtable[],
     /** levels[0]: newest first, may overlap. levels[n >= 1]: ascending, disjoint key ranges. */
     readonly levels: readonly (readonly Table[])[],
+    /** Range deletions of the frozen memtables and of the manifest (the active memtable's are read live). */
+    readonly ranges: readonly RangeTombstone[],
   ) {}
 
   *tables(): Generator<Table> {
@@ -170,6 +174,8 @@ export class LsmEngine implements Engine {
   private closing: Promise<void> | undefined;
   private background: Promise<void> | undefined;
   private retryTimer: { cancel(): void } | undefined;
+  /** The error of the last background step while its retry waits. */
+  private retryPending: Error | undefined;
   private roomWaiters: (() => void)[] = [];
   private readonly compactPointers: (Uint8Array | undefined)[] = new Array<Uint8Array | undefined>(levelsMax).fill(undefined);
   private bytesFlushed = 0;
@@ -178,6 +184,8 @@ export class LsmEngine implements Engine {
   /** File ids handed to tables being written, not yet recorded in the manifest. */
   private reservedIds = 0;
   private logFailureReported = false;
+  /** Range deletions whose fully covered tables the background worker has yet to drop. */
+  private readonly pendingRangeDrops: RangeTombstone[] = [];
   private readonly yieldNow: () => Promise<void>;
 
   private constructor(
@@ -191,7 +199,7 @@ export class LsmEngine implements Engine {
     recovered: Memtable,
   ) {
     this.active = recovered;
-    this.version = new Version([], levels);
+    this.version = new Version([], levels, manifestRanges(manifest));
     for (const table of this.version.tables()) table.versionRefs += 1;
     this.yieldNow = world.yieldNow ?? (() => new Promise<void>((resolve) => setImmediate(resolve)));
   }
@@ -202,11 +210,8 @@ export class LsmEngine implements Engine {
     checkOptions(resolved);
     const { fs, clock } = world;
     const startedMs = clock.nowMs();
-    if (!(await fs.exists(dir))) {
-      await fs.mkdir(dir);
-      // The directory's own entry must be durable before anything in it can be.
-      await fs.syncDirectory(posix.dirname(dir));
-    }
+    // The directory's own entry (and its parents') must be durable before anything in it can be.
+    await mkdirDurable(fs, dir);
     const manifest = (await readManifest(fs, dir)) ?? emptyManifest();
     const orphans = await orphanFiles(fs, dir, manifest);
     for (const orphan of orphans) await fs.unlink(`${dir}/${orphan}`);
@@ -226,20 +231,24 @@ export class LsmEngine implements Engine {
     levels[0]!.sort((left, right) => right.file.id - left.file.id);
     for (const level of levels.slice(1)) level.sort((left, right) => compareBytes(left.file.smallestKey, right.file.smallestKey));
 
+    const closeTables = async (): Promise<void> => {
+      for (const table of levels.flat()) await table.reader.close();
+    };
     const recovered = new Memtable();
-    const replay = await replayCommitLog(fs, dir, manifest.logSegmentFloor, (firstSequence, operations) => {
+    const replay = await withCleanup(closeTables, () => replayCommitLog(fs, dir, manifest.logSegmentFloor, (firstSequence, operations) => {
       operations.forEach((operation, index) => {
         const sequence = firstSequence + index;
         if (sequence <= manifest.lastFlushedSequence) return;
         if (operation.type === 'put') recovered.put(operation.key, operation.value, sequence);
-        else recovered.delete(operation.key, sequence);
+        else if (operation.type === 'delete') recovered.delete(operation.key, sequence);
+        else recovered.deleteRange(operation.key, operation.end, sequence);
       });
-    });
+    }));
     const segments = await listSegments(fs, dir);
     const nextSegment = Math.max(manifest.logSegmentFloor, ...segments.map((segment) => segment + 1));
     const tablesLargest = Math.max(0, ...manifest.files.map((file) => file.largestSequence));
     const nextSequence = Math.max(replay.lastSequence, manifest.lastFlushedSequence, tablesLargest) + 1;
-    const writer = await CommitLogWriter.open(
+    const writer = await withCleanup(closeTables, () => CommitLogWriter.open(
       fs,
       dir,
       {
@@ -250,7 +259,7 @@ export class LsmEngine implements Engine {
         recordBytesMax: resolved.logSegmentBytesMax,
       },
       { segment: nextSegment, nextSequence },
-    );
+    ));
     const engine = new LsmEngine(world, dir, resolved, cache, writer, manifest, levels, recovered);
     world.onEvent?.({
       kind: 'recovered',
@@ -268,14 +277,22 @@ export class LsmEngine implements Engine {
 
   get(key: Uint8Array): MaybePromise<Uint8Array | undefined> {
     this.checkOpen();
-    const hit = this.active.get(key);
-    if (hit !== undefined) return hit.value ?? undefined;
     const version = this.version;
+    const hit = this.active.get(key);
+    if (hit !== undefined) return this.visible(version, key, hit);
     for (const memtable of version.frozen) {
       const found = memtable.get(key);
-      if (found !== undefined) return found.value ?? undefined;
+      if (found !== undefined) return this.visible(version, key, found);
     }
     return this.getFromTables(version, candidateTables(version, key), 0, key);
+  }
+
+  /** The newest entry's value, unless a newer range deletion covers the key. */
+  private visible(version: Version, key: Uint8Array, entry: { readonly value: Uint8Array | null; readonly sequence: number }): Uint8Array | undefined {
+    if (entry.value === null) return undefined;
+    const active = this.active.rangeTombstones;
+    if (version.ranges.length === 0 && active.length === 0) return entry.value;
+    return Math.max(coveringSequence(version.ranges, key), coveringSequence(active, key)) > entry.sequence ? undefined : entry.value;
   }
 
   put(key: Uint8Array, value: Uint8Array): Promise<void> {
@@ -288,6 +305,14 @@ export class LsmEngine implements Engine {
 
   batch(operations: readonly BatchOperation[]): Promise<void> {
     return this.write(operations);
+  }
+
+  deleteRange(range: KeyRange): Promise<void> {
+    this.checkOpen();
+    const start = Buffer.from(range.gte ?? new Uint8Array(0));
+    const end = range.lt === undefined ? undefined : Buffer.from(range.lt);
+    if (end !== undefined && compareBytes(start, end) >= 0) return Promise.resolve();
+    return this.whenRoom(() => this.append([{ type: 'deleteRange', key: start, end }]));
   }
 
   scan(range: ScanRange = {}): AsyncIterable<EngineEntry> {
@@ -326,6 +351,8 @@ export class LsmEngine implements Engine {
   async settle(): Promise<void> {
     for (;;) {
       this.checkOpen();
+      // Background work failed and waits for its retry: report why instead of spinning.
+      if (this.retryPending !== undefined) throw this.retryPending;
       if (this.background !== undefined) await this.background;
       else if (this.rotating) await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
       else if (this.flushQueue.length > 0 || this.pickCompaction() !== undefined) this.kick();
@@ -336,7 +363,7 @@ export class LsmEngine implements Engine {
   /** Freezes the active memtable now and waits for everything to be flushed and compacted. */
   async flush(): Promise<void> {
     this.checkOpen();
-    if (this.active.count > 0) await this.freeze();
+    if (!this.active.empty) await this.freeze();
     await this.settle();
   }
 
@@ -370,7 +397,7 @@ export class LsmEngine implements Engine {
     return this.whenRoom(() => this.append(copies));
   }
 
-  private append(operations: readonly BatchOperation[]): Promise<void> {
+  private append(operations: readonly LogOperation[]): Promise<void> {
     this.checkOpen();
     return this.writer.append(operations).then(
       (firstSequence) => this.apply(operations, firstSequence),
@@ -385,14 +412,19 @@ export class LsmEngine implements Engine {
   }
 
   /** Puts a durable batch into the active memtable (in log order: sequences only grow). */
-  private apply(operations: readonly BatchOperation[], firstSequence: number): void {
+  private apply(operations: readonly LogOperation[], firstSequence: number): void {
     operations.forEach((operation, index) => {
+      const sequence = firstSequence + index;
       if (operation.type === 'put') {
-        this.active.put(operation.key, operation.value, firstSequence + index);
+        this.active.put(operation.key, operation.value, sequence);
         this.userBytesWritten += operation.key.length + operation.value.length;
-      } else {
-        this.active.delete(operation.key, firstSequence + index);
+      } else if (operation.type === 'delete') {
+        this.active.delete(operation.key, sequence);
         this.userBytesWritten += operation.key.length;
+      } else {
+        this.active.deleteRange(operation.key, operation.end, sequence);
+        this.pendingRangeDrops.push({ start: operation.key, end: operation.end, sequence });
+        this.kick();
       }
     });
     this.maybeFreeze();
@@ -423,10 +455,10 @@ export class LsmEngine implements Engine {
       if (found instanceof Promise) {
         version.refs += 1;
         return found
-          .then((entry) => (entry === undefined ? this.getFromTables(version, tables, index + 1, key) : (entry.value ?? undefined)))
+          .then((entry) => (entry === undefined ? this.getFromTables(version, tables, index + 1, key) : this.visible(version, key, entry)))
           .finally(() => this.release(version));
       }
-      if (found !== undefined) return found.value ?? undefined;
+      if (found !== undefined) return this.visible(version, key, found);
     }
     return undefined;
   }
@@ -437,6 +469,7 @@ export class LsmEngine implements Engine {
     if (limit === 0 || (gte !== undefined && lt !== undefined && compareBytes(gte, lt) >= 0)) return;
     const version = this.version;
     version.refs += 1;
+    const ranges = [...version.ranges, ...this.active.rangeTombstones];
     const sources: AsyncIterator<SstableEntry>[] = [
       fromSync(this.active.entries({ gte, lt }, reverse)),
       ...version.frozen.map((memtable) => fromSync(memtable.entries({ gte, lt }, reverse))),
@@ -458,7 +491,7 @@ export class LsmEngine implements Engine {
         this.checkOpen();
         if (next.done === true) return;
         const entry = next.value;
-        if (entry.value === null) continue;
+        if (entry.value === null || (ranges.length > 0 && coveringSequence(ranges, entry.key) > entry.sequence)) continue;
         yield { key: entry.key, value: entry.value };
         yielded += 1;
         if (limit !== undefined && yielded >= limit) return;
@@ -485,7 +518,7 @@ export class LsmEngine implements Engine {
       const memtable = this.active;
       memtable.freeze();
       this.active = new Memtable();
-      this.install(new Version([memtable, ...this.version.frozen], this.version.levels));
+      this.install(this.makeVersion([memtable, ...this.version.frozen], this.version.levels));
       this.flushQueue.push({ memtable, segment });
     } finally {
       this.rotating = false;
@@ -501,7 +534,11 @@ export class LsmEngine implements Engine {
       .catch((error: unknown) => {
         if (error instanceof CompactionStopped) return;
         this.reportBackgroundError(error);
-        this.retryTimer = this.world.clock.setTimer(1000, () => this.kick());
+        this.retryPending = error instanceof Error ? error : new Error(String(error));
+        this.retryTimer = this.world.clock.setTimer(backgroundRetryMs, () => {
+          this.retryPending = undefined;
+          this.kick();
+        });
       })
       .finally(() => {
         this.background = undefined;
@@ -512,7 +549,10 @@ export class LsmEngine implements Engine {
   private async runBackground(): Promise<void> {
     while (!this.closed) {
       const flush = this.flushQueue[0];
-      if (flush !== undefined) {
+      const rangeDrop = this.pendingRangeDrops.shift();
+      if (rangeDrop !== undefined) {
+        await this.dropCoveredTables(rangeDrop);
+      } else if (flush !== undefined) {
         await this.flushMemtable(flush);
         this.flushQueue.shift();
       } else {
@@ -533,14 +573,15 @@ export class LsmEngine implements Engine {
       added.push(...outputs);
     }
     const largest = memtable.largestSequence ?? 0;
-    await this.commit({
+    await this.commitOrDiscard(added, {
       removed: [],
       added,
       logSegmentFloor: segment,
       lastFlushedSequence: Math.max(this.manifest.lastFlushedSequence, largest),
+      newRanges: memtable.rangeTombstones,
     });
     const newest = this.version.frozen.filter((candidate) => candidate !== memtable);
-    this.install(new Version(newest, withTables(this.version.levels, [], added)));
+    this.install(this.makeVersion(newest, withTables(this.version.levels, [], added)));
     await deleteSegmentsBefore(this.world.fs, this.dir, segment);
     const fileBytes = added.reduce((sum, table) => sum + table.file.fileBytes, 0);
     this.bytesFlushed += fileBytes;
@@ -579,9 +620,9 @@ export class LsmEngine implements Engine {
     // Newest first, so that the merge keeps the newest entry of a key (sequence decides anyway).
     const sources = plan.inputs.map((table) => tableScan(table, {}, false));
     const added = await this.writeTables(mergeSources(sources, false)[Symbol.asyncIterator](), plan.outputLevel, !deeper, this.options.tableBytesTarget);
-    await this.commit({ removed: plan.inputs, added, logSegmentFloor: this.manifest.logSegmentFloor, lastFlushedSequence: this.manifest.lastFlushedSequence });
+    await this.commitOrDiscard(added, { removed: plan.inputs, added, logSegmentFloor: this.manifest.logSegmentFloor, lastFlushedSequence: this.manifest.lastFlushedSequence, newRanges: [] });
     for (const table of plan.inputs) table.dropped = true;
-    this.install(new Version(this.version.frozen, withTables(this.version.levels, plan.inputs, added)));
+    this.install(this.makeVersion(this.version.frozen, withTables(this.version.levels, plan.inputs, added)));
     const bytesRead = plan.inputs.reduce((sum, table) => sum + table.file.fileBytes, 0);
     const bytesWritten = added.reduce((sum, table) => sum + table.file.fileBytes, 0);
     this.bytesCompacted += bytesWritten;
@@ -619,6 +660,7 @@ export class LsmEngine implements Engine {
         if (this.closed) throw new CompactionStopped();
         const entry = next.value;
         if (entry.value === null && dropTombstones) continue;
+        if (this.coveredByRangeDeletion(entry)) continue;
         if (writer === undefined) {
           id = this.manifest.nextFileId + this.reservedIds++;
           writer = await SstableWriter.create(this.world.fs, `${this.dir}/${tableFileName(id)}`, {
@@ -650,19 +692,74 @@ export class LsmEngine implements Engine {
     }
   }
 
+  /** Commits; when the manifest cannot be written, closes and deletes the tables written for it. */
+  private async commitOrDiscard(written: readonly Table[], change: Parameters<LsmEngine['commit']>[0]): Promise<void> {
+    try {
+      await this.commit(change);
+    } catch (error) {
+      this.reservedIds = 0;
+      for (const table of written) {
+        await table.reader.close();
+        await this.world.fs.unlink(table.path).catch(() => undefined);
+      }
+      throw error;
+    }
+  }
+
   /** Records a flush or compaction in a new manifest (the one durable step that makes it happen). */
-  private async commit(change: { removed: readonly Table[]; added: readonly Table[]; logSegmentFloor: number; lastFlushedSequence: number }): Promise<void> {
+  private async commit(change: {
+    removed: readonly Table[];
+    added: readonly Table[];
+    logSegmentFloor: number;
+    lastFlushedSequence: number;
+    newRanges: readonly RangeTombstone[];
+  }): Promise<void> {
     const removedIds = new Set(change.removed.map((table) => table.file.id));
+    const files = [...this.manifest.files.filter((file) => !removedIds.has(file.id)), ...change.added.map((table) => table.file)];
+    // A range deletion is kept while some table may hold a key it deletes (one older than it, in its range).
+    const ranges = [...manifestRanges(this.manifest), ...change.newRanges].filter((range) =>
+      files.some((file) => file.smallestSequence < range.sequence && overlapsRange(file.smallestKey, file.largestKey, range)),
+    );
     const next: ManifestState = {
       version: this.manifest.version + 1,
-      files: [...this.manifest.files.filter((file) => !removedIds.has(file.id)), ...change.added.map((table) => table.file)],
+      files,
       logSegmentFloor: change.logSegmentFloor,
       nextFileId: this.manifest.nextFileId + this.reservedIds,
       lastFlushedSequence: change.lastFlushedSequence,
+      ...(ranges.length > 0 ? { rangeTombstones: ranges.map((range) => ({ start: range.start, end: range.end, sequence: range.sequence })) } : {}),
     };
     await writeManifest(this.world.fs, this.dir, next);
     this.manifest = next;
     this.reservedIds = 0;
+  }
+
+  /**
+   * Drops, in one manifest change, every table that lies inside `range` and holds nothing newer
+   * than it: the cheap part of a range deletion. Tables that straddle its bounds keep their
+   * covered entries until compaction rewrites them.
+   */
+  private async dropCoveredTables(range: RangeTombstone): Promise<void> {
+    const doomed = [...this.version.tables()].filter(
+      (table) =>
+        table.file.largestSequence < range.sequence &&
+        compareBytes(table.file.smallestKey, range.start) >= 0 &&
+        (range.end === undefined || compareBytes(table.file.largestKey, range.end) < 0),
+    );
+    if (doomed.length === 0) return;
+    await this.commit({ removed: doomed, added: [], logSegmentFloor: this.manifest.logSegmentFloor, lastFlushedSequence: this.manifest.lastFlushedSequence, newRanges: [] });
+    for (const table of doomed) table.dropped = true;
+    this.install(this.makeVersion(this.version.frozen, withTables(this.version.levels, doomed, [])));
+  }
+
+  private coveredByRangeDeletion(entry: SstableEntry): boolean {
+    const active = this.active.rangeTombstones;
+    if (this.version.ranges.length === 0 && active.length === 0) return false;
+    return Math.max(coveringSequence(this.version.ranges, entry.key), coveringSequence(active, entry.key)) > entry.sequence;
+  }
+
+  /** A version of these memtables and tables, with the range deletions of both and of the manifest. */
+  private makeVersion(frozen: readonly Memtable[], levels: readonly (readonly Table[])[]): Version {
+    return new Version(frozen, levels, [...frozen.flatMap((memtable) => memtable.rangeTombstones), ...manifestRanges(this.manifest)]);
   }
 
   private install(next: Version): void {
@@ -695,6 +792,16 @@ export class LsmEngine implements Engine {
   private reportBackgroundError(error: unknown): void {
     const message = error instanceof Error ? error.message : String(error);
     this.world.onEvent?.({ kind: 'background-error', message });
+  }
+}
+
+/** Runs `step`; if it throws, runs `cleanup` and rethrows. */
+async function withCleanup<T>(cleanup: () => Promise<void>, step: () => Promise<T>): Promise<T> {
+  try {
+    return await step();
+  } catch (error) {
+    await cleanup();
+    throw error;
   }
 }
 
@@ -736,6 +843,24 @@ function candidateTables(version: Version, key: Uint8Array): Table[] {
     if (table !== undefined && compareBytes(table.file.smallestKey, key) <= 0) candidates.push(table);
   }
   return candidates;
+}
+
+function manifestRanges(manifest: ManifestState): RangeTombstone[] {
+  return (manifest.rangeTombstones ?? []).map((range) => ({ start: range.start, end: range.end, sequence: range.sequence }));
+}
+
+/** The sequence of the newest range deletion covering `key`; 0 when none does. */
+function coveringSequence(ranges: readonly RangeTombstone[], key: Uint8Array): number {
+  let newest = 0;
+  for (const range of ranges) {
+    if (range.sequence > newest && compareBytes(key, range.start) >= 0 && (range.end === undefined || compareBytes(key, range.end) < 0)) newest = range.sequence;
+  }
+  return newest;
+}
+
+/** True when [smallest, largest] meets the range's [start, end). */
+function overlapsRange(smallest: Uint8Array, largest: Uint8Array, range: RangeTombstone): boolean {
+  return compareBytes(largest, range.start) >= 0 && (range.end === undefined || compareBytes(smallest, range.end) < 0);
 }
 
 function levelBytes(level: readonly Table[]): number {

@@ -18,6 +18,7 @@ import {
   tableFileName,
   writeManifest,
   type ManifestFile,
+  type ManifestRangeTombstone,
   type ManifestState,
 } from './manifest.js';
 
@@ -208,6 +209,13 @@ const fileArbitrary = (id: number): fc.Arbitrary<ManifestFile> =>
       return { id, level, smallestKey, largestKey, entries, fileBytes, smallestSequence, largestSequence };
     });
 
+const rangeTombstoneArbitrary: fc.Arbitrary<ManifestRangeTombstone> = fc
+  .record({ bounds: fc.uniqueArray(keyArbitrary, { minLength: 2, maxLength: 2, comparator: (left, right) => Buffer.compare(left, right) === 0 }), open: fc.boolean(), sequence: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }) })
+  .map(({ bounds, open, sequence }) => {
+    const [start, end] = Buffer.compare(bounds[0]!, bounds[1]!) < 0 ? bounds : [bounds[1]!, bounds[0]!];
+    return { start: start!, end: open ? undefined : end, sequence };
+  });
+
 const stateArbitrary = (version: fc.Arbitrary<number>): fc.Arbitrary<ManifestState> =>
   fc
     .record({
@@ -216,14 +224,16 @@ const stateArbitrary = (version: fc.Arbitrary<number>): fc.Arbitrary<ManifestSta
       spareIds: safeCount,
       logSegmentFloor: safeCount,
       lastFlushedSequence: safeCount,
+      rangeTombstones: fc.array(rangeTombstoneArbitrary, { maxLength: 3 }),
     })
-    .chain(({ ids, version, spareIds, logSegmentFloor, lastFlushedSequence }) =>
+    .chain(({ ids, version, spareIds, logSegmentFloor, lastFlushedSequence, rangeTombstones }) =>
       fc.tuple(...ids.map(fileArbitrary)).map((files) => ({
         version,
         files,
         logSegmentFloor,
         nextFileId: Math.min(Math.max(0, ...ids) + 1 + spareIds, Number.MAX_SAFE_INTEGER),
         lastFlushedSequence,
+        ...(rangeTombstones.length > 0 ? { rangeTombstones } : {}),
       })),
     );
 
@@ -231,7 +241,8 @@ const stateArbitrary = (version: fc.Arbitrary<number>): fc.Arbitrary<ManifestSta
 const plain = (state: ManifestState | undefined): unknown => {
   if (state === undefined) return undefined;
   const files = state.files.map((file) => ({ ...file, smallestKey: [...file.smallestKey], largestKey: [...file.largestKey] }));
-  return { ...state, files };
+  const rangeTombstones = state.rangeTombstones?.map((tombstone) => ({ ...tombstone, start: [...tombstone.start], end: tombstone.end === undefined ? undefined : [...tombstone.end] }));
+  return { ...state, files, ...(rangeTombstones === undefined ? {} : { rangeTombstones }) };
 };
 
 const isCorruption = (path: string) => (error: unknown): boolean =>

@@ -27,6 +27,13 @@ export interface ManifestFile {
   readonly largestSequence: number;
 }
 
+/** Deletes every key in [start, end) (end undefined: to the end) written before `sequence`. */
+export interface ManifestRangeTombstone {
+  readonly start: Uint8Array;
+  readonly end: Uint8Array | undefined;
+  readonly sequence: number;
+}
+
 export interface ManifestState {
   /** 0 for the empty manifest of a new engine; each write takes the previous version + 1. */
   readonly version: number;
@@ -36,6 +43,8 @@ export interface ManifestState {
   readonly logSegmentFloor: number;
   readonly nextFileId: number;
   readonly lastFlushedSequence: number;
+  /** Range deletions that flushed tables may still hold keys under; absent: none. */
+  readonly rangeTombstones?: readonly ManifestRangeTombstone[];
 }
 
 /** Format version of the manifest file (docs/format/manifest.md). */
@@ -154,6 +163,18 @@ export function encodeManifest(state: ManifestState): Uint8Array {
     writer.varint(file.largestKey.length);
     writer.bytes(file.largestKey);
   }
+  const rangeTombstones = state.rangeTombstones ?? [];
+  writer.varint(rangeTombstones.length);
+  for (const tombstone of rangeTombstones) {
+    writer.varint(tombstone.sequence);
+    writer.varint(tombstone.start.length);
+    writer.bytes(tombstone.start);
+    writer.byte(tombstone.end === undefined ? 0 : 1);
+    if (tombstone.end !== undefined) {
+      writer.varint(tombstone.end.length);
+      writer.bytes(tombstone.end);
+    }
+  }
   const bytes = writer.finish(checksumBytes);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   view.setUint32(manifestMagic.length + 1, bytes.length - headerBytes - checksumBytes, true);
@@ -183,8 +204,19 @@ export function decodeManifest(bytes: Uint8Array, path: string): ManifestState {
     const largestKey = reader.bytes(reader.varint());
     files.push({ id, level, smallestKey, largestKey, entries, fileBytes, smallestSequence, largestSequence });
   }
-  if (!reader.atEnd()) throw corruption(path, 'trailing bytes after the last file');
-  const state: ManifestState = { version, files, logSegmentFloor, nextFileId, lastFlushedSequence };
+  const rangeCount = reader.varint();
+  if (rangeCount > manifestFilesMax) throw corruption(path, `${rangeCount} range tombstones, more than ${manifestFilesMax}`);
+  const rangeTombstones: ManifestRangeTombstone[] = [];
+  for (let index = 0; index < rangeCount; index++) {
+    const sequence = reader.varint();
+    const start = reader.bytes(reader.varint());
+    const hasEnd = reader.byte();
+    if (hasEnd > 1) throw corruption(path, `range tombstone ${index}: end flag ${hasEnd}`);
+    const end = hasEnd === 1 ? reader.bytes(reader.varint()) : undefined;
+    rangeTombstones.push({ start, end, sequence });
+  }
+  if (!reader.atEnd()) throw corruption(path, 'trailing bytes after the last range tombstone');
+  const state: ManifestState = { version, files, logSegmentFloor, nextFileId, lastFlushedSequence, ...(rangeCount > 0 ? { rangeTombstones } : {}) };
   const problem = stateProblem(state);
   if (problem !== undefined) throw corruption(path, problem);
   return state;
@@ -218,6 +250,11 @@ function stateProblem(state: ManifestState): string | undefined {
     if (problem !== undefined) return `file ${file.id}: ${problem}`;
     if (ids.has(file.id)) return `file ${file.id} listed twice`;
     ids.add(file.id);
+  }
+  for (const tombstone of state.rangeTombstones ?? []) {
+    if (!isCount(tombstone.sequence) || tombstone.sequence < 1) return `range tombstone sequence ${tombstone.sequence} is not a safe integer >= 1`;
+    if (tombstone.end !== undefined && compareBytes(tombstone.start, tombstone.end) >= 0) return 'a range tombstone is empty (start >= end)';
+    if (Math.max(tombstone.start.length, tombstone.end?.length ?? 0) > manifestKeyBytesMax) return `a range tombstone bound is longer than ${manifestKeyBytesMax} bytes`;
   }
   return undefined;
 }
@@ -356,6 +393,11 @@ class ByteReader {
       scale *= 0x80;
     }
     throw corruption(this.path, 'varint longer than 8 bytes');
+  }
+
+  byte(): number {
+    if (this.position >= this.payload.length) throw corruption(this.path, 'truncated byte');
+    return this.payload[this.position++]!;
   }
 
   /** A copy, so the state does not pin the file's buffer. */

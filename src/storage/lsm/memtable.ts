@@ -49,6 +49,13 @@ export interface MemtableEntry {
   readonly sequence: number;
 }
 
+/** Every key in [start, end) (end undefined: to the end) written before `sequence` is deleted. */
+export interface RangeTombstone {
+  readonly start: Uint8Array;
+  readonly end: Uint8Array | undefined;
+  readonly sequence: number;
+}
+
 export interface MemtableLookup {
   /** null: the key was deleted (a tombstone shadows older data). */
   readonly value: Uint8Array | null;
@@ -78,6 +85,7 @@ export class Memtable {
   private readonly keysOrdered: SkipList<Cell>;
   private frozenFlag = false;
   private sizeBytesTotal = 0;
+  private readonly ranges: RangeTombstone[] = [];
   private liveKeys = 0;
   private liveBytesTotal = 0;
   private sequenceSmallest = Number.POSITIVE_INFINITY;
@@ -97,6 +105,16 @@ export class Memtable {
     return this.cells.size;
   }
 
+  /** True when nothing was written: no key and no range deletion. */
+  get empty(): boolean {
+    return this.cells.size === 0 && this.ranges.length === 0;
+  }
+
+  /** Range deletions written here, oldest first. */
+  get rangeTombstones(): readonly RangeTombstone[] {
+    return this.ranges;
+  }
+
   /** Keys whose newest entry here is a value, not a tombstone. */
   get liveCount(): number {
     return this.liveKeys;
@@ -113,12 +131,12 @@ export class Memtable {
 
   /** The smallest sequence number of any write applied (overwritten ones too); undefined when empty. */
   get smallestSequence(): number | undefined {
-    return this.cells.size === 0 ? undefined : this.sequenceSmallest;
+    return this.empty ? undefined : this.sequenceSmallest;
   }
 
   /** The largest sequence number of any write applied; undefined when empty. */
   get largestSequence(): number | undefined {
-    return this.cells.size === 0 ? undefined : this.sequenceLargest;
+    return this.empty ? undefined : this.sequenceLargest;
   }
 
   put(key: Uint8Array, value: Uint8Array, sequence: number): void {
@@ -129,6 +147,32 @@ export class Memtable {
   /** Records a tombstone for `key` (even when the key is not here: older data may hold it). */
   delete(key: Uint8Array, sequence: number): void {
     this.write(key, null, sequence);
+  }
+
+  /**
+   * Records a range deletion, and turns the live keys it covers here into tombstones (so counts
+   * stay exact and a flush writes less). Older memtables and tables are not touched: readers
+   * compare sequences (an entry under a newer range tombstone is deleted), and flushes and
+   * compactions drop covered entries.
+   */
+  deleteRange(start: Uint8Array, end: Uint8Array | undefined, sequence: number): void {
+    assert(!this.frozenFlag, 'memtable: range deletion in a frozen memtable');
+    assert(Number.isSafeInteger(sequence) && sequence >= 1, `memtable deleteRange: sequence must be a safe integer >= 1, got ${sequence}`);
+    const last = this.ranges[this.ranges.length - 1];
+    assert(last === undefined || sequence > last.sequence, 'memtable deleteRange: sequences must grow');
+    this.ranges.push({ start: Buffer.from(start), end: end === undefined ? undefined : Buffer.from(end), sequence });
+    const bounds = { gte: latin1FromBytes(start), lt: end === undefined ? undefined : latin1FromBytes(end) };
+    for (const [key, cell] of this.keysOrdered.entries(bounds)) {
+      if (cell.value === null) continue;
+      this.liveKeys -= 1;
+      this.liveBytesTotal -= key.length + cell.value.length;
+      this.sizeBytesTotal -= cell.value.length;
+      cell.value = null;
+      cell.sequence = sequence;
+    }
+    this.sizeBytesTotal += start.length + (end?.length ?? 0) + memtableEntryOverheadBytes;
+    if (sequence < this.sequenceSmallest) this.sequenceSmallest = sequence;
+    if (sequence > this.sequenceLargest) this.sequenceLargest = sequence;
   }
 
   /** The newest entry of `key`, its value a fresh copy; undefined when this memtable has none. */
@@ -179,6 +223,7 @@ export class Memtable {
       assert(cell.sequence >= this.sequenceSmallest && cell.sequence <= this.sequenceLargest, 'memtable: sequence out of bounds');
       sizeBytes += entrySizeBytes(key, cell.value);
     }
+    for (const range of this.ranges) sizeBytes += range.start.length + (range.end?.length ?? 0) + memtableEntryOverheadBytes;
     assert(sizeBytes === this.sizeBytesTotal, `memtable: sizeBytes ${this.sizeBytesTotal}, entries add up to ${sizeBytes}`);
     assert(live === this.liveKeys && liveBytes === this.liveBytesTotal, `memtable: live ${this.liveKeys}/${this.liveBytesTotal}, entries add up to ${live}/${liveBytes}`);
   }

@@ -139,9 +139,13 @@ export class SstableWriter {
     try {
       await this.flushOutput();
       await this.handle.sync();
-    } finally {
-      await this.handle.close();
+    } catch (error) {
+      // A table that did not reach the disk whole is deleted, not left for the next open to find.
+      await this.handle.close().catch(() => undefined);
+      await this.fs.unlink(this.path).catch(() => undefined);
+      throw error;
     }
+    await this.handle.close();
     return {
       path: this.path,
       entries: this.entries,
