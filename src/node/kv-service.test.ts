@@ -1,7 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
+import { keyPartition } from '../core/token.js';
+import { SeededRandom } from '../core/random.js';
+import { LsmEngine } from '../storage/lsm/lsm-engine.js';
 import { MemoryEngine } from '../storage/memory-engine.js';
+import { createMemoryFileSystem } from '../world/memory-file-system.js';
+import { tinyLsmOptions } from '../../test/helpers/lsm-options.js';
 import type { Engine } from '../storage/engine.js';
 import { SystemClock } from '../world/clock.js';
 import { DelayedEngine } from '../../test/helpers/resp-fixture.js';
@@ -142,4 +147,44 @@ describe('kv: merging another replica\'s object', () => {
     assert.deepEqual(text(await here.get('ns', key)), ['mine', 'newer', 'theirs']);
     assert.deepEqual(text(await there.get('ns', key)), ['mine', 'newer', 'theirs']);
   });
+});
+
+describe('kv: partitions', () => {
+  const partitionCount = 16;
+  const engines: [string, () => Promise<Engine>][] = [
+    ['memory engine', () => Promise.resolve(new MemoryEngine())],
+    ['lsm engine, tiny memtable', () => LsmEngine.open({ fs: createMemoryFileSystem({ random: new SeededRandom(5) }), clock: new SystemClock() }, '/lsm', tinyLsmOptions)],
+  ];
+  for (const [label, open] of engines) {
+    it(`kv: a partition lists exactly its keys (tombstones too), counts them, and drops them alone (${label})`, async () => {
+      const engine = await open();
+      try {
+        const kv = new KvService(engine, { actor: 'node-a', clock: new SystemClock(), limits: { ...limits, siblingsMax: 100 } });
+        const expected = new Map<number, Set<string>>();
+        for (let index = 0; index < 300; index++) {
+          const namespace = index % 3 === 0 ? 'other' : 'ns';
+          const itemKey = Buffer.from(`key-${index}`);
+          written(await kv.put(namespace, itemKey, Buffer.from(`value-${index}`)));
+          if (index % 10 === 0) written(await kv.delete(namespace, itemKey, { context: 'current' }));
+          const partition = keyPartition(namespace, itemKey, partitionCount);
+          if (!expected.has(partition)) expected.set(partition, new Set());
+          expected.get(partition)!.add(`${namespace}/key-${index}`);
+        }
+        for (let partition = 0; partition < partitionCount; partition++) {
+          const found: string[] = [];
+          for await (const item of kv.partitionObjects(partition, partitionCount)) found.push(`${item.namespace}/${Buffer.from(item.key).toString()}`);
+          assert.deepEqual(new Set(found), expected.get(partition) ?? new Set(), `partition ${partition}`);
+          assert.equal((await kv.partitionStats(partition, partitionCount)).objects, found.length);
+        }
+        const dropped = [...expected.keys()][0]!;
+        assert.ok((await kv.dropPartition(dropped, partitionCount)).ok);
+        for (let partition = 0; partition < partitionCount; partition++) {
+          const stats = await kv.partitionStats(partition, partitionCount);
+          assert.equal(stats.objects, partition === dropped ? 0 : (expected.get(partition)?.size ?? 0), `partition ${partition} after dropping ${dropped}`);
+        }
+      } finally {
+        await engine.close();
+      }
+    });
+  }
 });

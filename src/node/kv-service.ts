@@ -1,10 +1,10 @@
 import { assert } from '../core/assert.js';
 import { absorbs, clientWrite, join, overwrite, sync, update, values, type VersionVector } from '../core/dvv.js';
-import { ErrorCode, failure, success, type Failure, type Result } from '../core/errors.js';
+import { ErrorCode, failure, RingkvError, success, type Failure, type Result } from '../core/errors.js';
 import { then, type Engine, type MaybePromise } from '../storage/engine.js';
 import type { Clock } from '../world/clock.js';
 import { decodeClock, decodeContext, decodeHistory, decodeNewestValue, decodeObject, encodeContext, encodeObject, type Sibling, type StoredObject } from './stored-object.js';
-import { parseStorageKey, storageKey } from './storage-key.js';
+import { parseStorageKey, partitionRange, storageKey } from './storage-key.js';
 
 export interface KvLimits {
   readonly keyBytesMax: number;
@@ -60,6 +60,14 @@ export interface KeyValueStore {
   put(namespace: string, key: Uint8Array, value: Uint8Array, options?: WriteOptions & QuorumOptions): MaybePromise<Result<WriteOutcome>>;
   delete(namespace: string, key: Uint8Array, options?: Pick<WriteOptions, 'context'> & QuorumOptions): MaybePromise<Result<WriteOutcome>>;
   keys(namespace: string, options: { readonly limit: number; readonly after?: Uint8Array }): Promise<Result<Uint8Array[]>>;
+}
+
+/** One stored object of a partition, as `KvService.partitionObjects` yields it. */
+export interface PartitionObject {
+  readonly namespace: string;
+  readonly key: Uint8Array;
+  /** The encoded object (stored-object.ts), siblings and tombstones included. */
+  readonly object: Uint8Array;
 }
 
 const namespacePattern = /^[A-Za-z0-9_.-]{1,64}$/;
@@ -190,6 +198,41 @@ export class KvService implements KeyValueStore {
       if (found.length >= options.limit) break;
     }
     return success(found);
+  }
+
+  /**
+   * Every stored object of one partition (ring partition count `partitionCount`), in engine
+   * order: what handoff streams and anti-entropy hashes. A consistent snapshot of the partition
+   * (Engine.scan); tombstones included, since a replica must learn of deletes too.
+   */
+  async *partitionObjects(partition: number, partitionCount: number): AsyncGenerator<PartitionObject> {
+    if (this.attached === undefined) throw new RingkvError(ErrorCode.unavailable, 'the storage engine is not running');
+    for await (const entry of this.engine.scan(partitionRange(partition, partitionCount))) {
+      const parsed = parseStorageKey(entry.key);
+      assert(parsed !== undefined, 'every engine key in a partition range is a storage key');
+      yield { namespace: parsed.namespace, key: parsed.key, object: entry.value };
+    }
+  }
+
+  /** Objects and their stored bytes (keys + encoded objects) in one partition; walks the partition. */
+  async partitionStats(partition: number, partitionCount: number): Promise<{ objects: number; bytes: number }> {
+    let objects = 0;
+    let bytes = 0;
+    for await (const entry of this.partitionObjects(partition, partitionCount)) {
+      objects += 1;
+      bytes += entry.key.length + entry.object.length;
+    }
+    return { objects, bytes };
+  }
+
+  /**
+   * Deletes a whole partition from this node (after handing it off): one range deletion, cheap
+   * on the LSM engine. Not a versioned delete: other replicas keep their copies.
+   */
+  async dropPartition(partition: number, partitionCount: number): Promise<Result<void>> {
+    if (this.attached === undefined) return failure(ErrorCode.unavailable, 'the storage engine is not running');
+    await this.engine.deleteRange(partitionRange(partition, partitionCount));
+    return success(undefined);
   }
 
   private write(engineKey: Buffer, sibling: Sibling, options: WriteOptions): MaybePromise<Result<WriteOutcome>> {
