@@ -618,7 +618,7 @@ export class LsmEngine implements Engine {
     const { smallest, largest } = keySpan(plan.inputs);
     const deeper = this.version.levels.slice(plan.outputLevel + 1).some((level) => overlapping(level, smallest, largest).length > 0);
     // Newest first, so that the merge keeps the newest entry of a key (sequence decides anyway).
-    const sources = plan.inputs.map((table) => tableScan(table, {}, false));
+    const sources = plan.inputs.map((table) => table.reader.scan({}, { fillCache: false })[Symbol.asyncIterator]());
     const added = await this.writeTables(mergeSources(sources, false)[Symbol.asyncIterator](), plan.outputLevel, !deeper, this.options.tableBytesTarget);
     await this.commitOrDiscard(added, { removed: plan.inputs, added, logSegmentFloor: this.manifest.logSegmentFloor, lastFlushedSequence: this.manifest.lastFlushedSequence, newRanges: [] });
     for (const table of plan.inputs) table.dropped = true;

@@ -104,15 +104,19 @@ export class SstableReader {
     return this.loadBlock(blockIndex).then((contents) => this.findInBlock(contents, blockIndex, key));
   }
 
-  /** Entries with gte <= key < lt, in key order, tombstones included. */
-  async *scan(range: { readonly gte?: Uint8Array; readonly lt?: Uint8Array } = {}): AsyncIterable<SstableEntry> {
+  /**
+   * Entries with gte <= key < lt, in key order, tombstones included. `fillCache: false` (for
+   * compaction, which reads every block once) leaves the block cache to the blocks readers use.
+   */
+  async *scan(range: { readonly gte?: Uint8Array; readonly lt?: Uint8Array } = {}, options: { readonly fillCache?: boolean } = {}): AsyncIterable<SstableEntry> {
+    const fillCache = options.fillCache ?? true;
     const { gte, lt } = range;
     const cursor = new DataBlockCursor(this.info.path);
     const firstBlock = gte === undefined ? 0 : this.blockFor(gte);
     for (let blockIndex = firstBlock; blockIndex < this.blocks; blockIndex++) {
       assert(!this.closed, 'SstableReader.scan after close');
       const offset = this.offsets[blockIndex] as number;
-      const contents = this.cache.get(this.fileId, offset) ?? (await this.loadBlock(blockIndex));
+      const contents = this.cache.get(this.fileId, offset) ?? (await this.loadBlock(blockIndex, fillCache));
       cursor.reset(contents, offset);
       const positioned = gte !== undefined && blockIndex === firstBlock ? cursor.seek(gte) : cursor.step();
       if (!positioned) throw corruption(this.info.path, `block at ${offset} ends before its index key`);
@@ -186,11 +190,15 @@ export class SstableReader {
     return { key: cursor.key(), sequence: cursor.sequence, value: cursor.value() };
   }
 
-  /** Reads, verifies and uncompresses a data block, then caches it (verified blocks only). */
-  private loadBlock(blockIndex: number): Promise<Uint8Array> {
+  /** Reads, verifies and uncompresses a data block, then caches it (verified blocks only) when `fillCache`. */
+  private loadBlock(blockIndex: number, fillCache = true): Promise<Uint8Array> {
     const offset = this.offsets[blockIndex] as number;
     const inFlight = this.loading.get(offset);
     if (inFlight !== undefined) return inFlight;
+    if (!fillCache) {
+      const size = this.sizes[blockIndex] as number;
+      return readExactly(this.handle, offset, size + blockTrailerBytes, this.info.path).then((stored) => verifyBlock(stored, { offset, size }, this.info.path));
+    }
     const size = this.sizes[blockIndex] as number;
     const loading = readExactly(this.handle, offset, size + blockTrailerBytes, this.info.path)
       .then((stored) => {

@@ -212,6 +212,22 @@ describe('sstable', () => {
     assert.equal(cache.sizeBytes, 0, 'close drops the table from the cache');
   });
 
+  it('sstable: a scan with fillCache false and a reverse scan read every entry; only the former leaves the cache empty', async () => {
+    const entries = smallTable();
+    const path = nextPath();
+    await writeTable(path, entries, { blockBytes: 1024 });
+    const cache = new BlockCache(1 << 20);
+    const reader = await SstableReader.open(fs, path, cache);
+    const scanned = await collect(reader.scan({}, { fillCache: false }));
+    assert.equal(scanned.length, entries.length);
+    scanned.forEach((entry, index) => assertEntry(entry, entries[index]));
+    assert.equal(cache.blocks, 0, 'no block was cached');
+    const reversed = await collect(reader.scanReverse({ gte: entries[3]!.key, lt: entries[entries.length - 2]!.key }));
+    assert.deepEqual(reversed.map((entry) => Buffer.from(entry.key).toString()), entries.slice(3, entries.length - 2).reverse().map((entry) => Buffer.from(entry.key).toString()));
+    assert.ok(cache.blocks > 0, 'a plain scan fills the cache');
+    await reader.close();
+  });
+
   it('sstable: concurrent cold gets of one block share one read and agree', async () => {
     const entries = smallTable();
     const path = nextPath();
