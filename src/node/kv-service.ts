@@ -287,12 +287,13 @@ export class KvService implements KeyValueStore {
   }
 
   /** Runs `operation` after any unfinished operation on the same key. */
-  private serialized<T>(engineKey: Buffer, operation: () => MaybePromise<T>): MaybePromise<T> {
-    if (this.inFlight.size === 0) return this.track(engineKey, operation());
+  private serialized<T>(engineKey: Buffer, operation: () => MaybePromise<Result<T>>): MaybePromise<Result<T>> {
+    const run = (): MaybePromise<Result<T>> => withEngineFailures(operation);
+    if (this.inFlight.size === 0) return this.track(engineKey, run());
     const lockKey = engineKey.toString('latin1');
     const ahead = this.inFlight.get(lockKey);
-    if (ahead === undefined) return this.track(engineKey, operation(), lockKey);
-    return this.track(engineKey, ahead.then(operation, operation), lockKey);
+    if (ahead === undefined) return this.track(engineKey, run(), lockKey);
+    return this.track(engineKey, ahead.then(run, run), lockKey);
   }
 
   private track<T>(engineKey: Buffer, result: MaybePromise<T>, lockKey = engineKey.toString('latin1')): MaybePromise<T> {
@@ -360,4 +361,23 @@ export function readResultOf(object: StoredObject): ReadResult | undefined {
   const live = values(object).filter((sibling) => sibling.value !== null);
   if (live.length === 0) return undefined;
   return new Read(live, object);
+}
+
+/**
+ * Runs an engine operation, turning the engine's own errors (disk full, corruption, closed while
+ * restarting) into failures the client sees with their code and message, instead of an internal
+ * error; anything else is a bug and still throws.
+ */
+function withEngineFailures<T>(operation: () => MaybePromise<Result<T>>): MaybePromise<Result<T>> {
+  try {
+    const result = operation();
+    return result instanceof Promise ? result.catch(engineFailure) : result;
+  } catch (error) {
+    return engineFailure(error);
+  }
+}
+
+function engineFailure(error: unknown): Failure {
+  if (error instanceof RingkvError) return failure(error.code, error.message);
+  throw error;
 }

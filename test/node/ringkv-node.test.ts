@@ -6,18 +6,24 @@ import { silentLogger } from '../../src/node/logger.js';
 import { RingkvNode } from '../../src/node/ringkv-node.js';
 import type { EscalationReason } from '../../src/node/supervisor.js';
 import { SystemClock, sleep } from '../../src/world/clock.js';
-import { NodeFileSystem } from '../../src/world/file-system.js';
+import { NodeFileSystem, type FileSystem } from '../../src/world/file-system.js';
+import { createMemoryFileSystem } from '../../src/world/memory-file-system.js';
+import { SeededRandom } from '../../src/core/random.js';
 import { createRandom } from '../../src/world/random.js';
 import { freePort, temporaryDirectory } from '../helpers/ringkv-process.js';
 
-async function startTestNode(flags: Record<string, unknown>, onEscalate: (reason: EscalationReason) => void = () => {}): Promise<RingkvNode> {
+async function startTestNode(
+  flags: Record<string, unknown>,
+  onEscalate: (reason: EscalationReason) => void = () => {},
+  fs: FileSystem = new NodeFileSystem(),
+): Promise<RingkvNode> {
   const config = resolveConfig({
     flags: { dataDir: temporaryDirectory(), httpPort: await freePort(), respPort: await freePort(), peerPort: await freePort(), ...flags },
     environment: {},
     file: undefined,
   });
   assert.ok(config.ok);
-  const world = { clock: new SystemClock(), random: createRandom(7), fs: new NodeFileSystem(), logger: silentLogger() };
+  const world = { clock: new SystemClock(), random: createRandom(7), fs, logger: silentLogger() };
   return RingkvNode.start(config.value, world, onEscalate);
 }
 
@@ -51,6 +57,26 @@ describe('node: services under the supervisor', () => {
       assert.equal(await second.get('kept'), 'across restarts', 'the engine kept its data: only the listener restarted');
       second.disconnect();
     } finally {
+      clearInterval(keepAlive);
+      await node.stop();
+    }
+  });
+
+  it('node: a commit log that fails (disk full) fails the write clearly, and the supervisor reopens the engine, which serves again with nothing lost', async () => {
+    const disk = createMemoryFileSystem({ random: new SeededRandom(3) });
+    const node = await startTestNode({ restartBackoffMs: 20 }, () => {}, disk);
+    const keepAlive = setInterval(() => {}, 1000);
+    const redis = new Redis({ port: node.resp.port(), host: '127.0.0.1', maxRetriesPerRequest: 0 });
+    try {
+      assert.equal(await redis.set('kept', 'before the failure'), 'OK');
+      disk.failNextWrites(1);
+      await assert.rejects(redis.set('refused', 'x'), /ENOSPC/);
+      await until(() => (node.status()['services'] as { name: string; restarts: number; state: string }[]).some((service) => service.name === 'engine' && service.restarts === 1 && service.state === 'running'), 5000);
+      assert.equal(await redis.set('after', 'the restart'), 'OK');
+      assert.equal(await redis.get('kept'), 'before the failure');
+      assert.equal(await redis.get('refused'), null, 'a write refused is not stored');
+    } finally {
+      redis.disconnect();
       clearInterval(keepAlive);
       await node.stop();
     }
