@@ -31,6 +31,11 @@ const requests = Number(args.requests);
 const clients = Number(args.clients);
 const valueBytes = Number(args['value-bytes']);
 const pipelines = [1, 16];
+const ringkvVariants: [string, string[]][] = [
+  ['ringkv lsm sync=always', []],
+  ['ringkv lsm sync=none', ['--sync', 'none']],
+  ['ringkv memory', ['--engine', 'memory']],
+];
 const tests = ['SET', 'GET'] as const;
 
 function has(command: string): boolean {
@@ -88,13 +93,17 @@ async function main(): Promise<void> {
   process.on('exit', stopAll);
   const servers: { name: string; port: number }[] = [];
 
-  const ringkvPort = await freePort();
-  children.push(spawn(process.execPath, [
-    'dist/cli/main.js', 'start', '--data-dir', dataDir, '--resp-port', String(ringkvPort),
-    '--http-port', String(await freePort()), '--log-level', 'warn', '--log-format', 'json',
-  ], { stdio: ['ignore', 'inherit', 'inherit'] }));
-  await waitForPort(ringkvPort, 20_000);
-  servers.push({ name: 'ringkv', port: ringkvPort });
+  // The default node (LSM engine, commit log fsynced before every acknowledgement, group commit),
+  // the LSM engine without fsync (Redis' own default durability: none per write), and the memory engine.
+  for (const [name, flags] of ringkvVariants) {
+    const port = await freePort();
+    children.push(spawn(process.execPath, [
+      'dist/cli/main.js', 'start', '--data-dir', join(dataDir, name.replaceAll(/[^a-z]+/g, '-')), '--resp-port', String(port),
+      '--http-port', String(await freePort()), '--peer-port', String(await freePort()), '--log-level', 'warn', '--log-format', 'json', ...flags,
+    ], { stdio: ['ignore', 'inherit', 'inherit'] }));
+    await waitForPort(port, 20_000);
+    servers.push({ name, port });
+  }
 
   const baselinePort = await freePort();
   children.push(spawn(process.execPath, ['bench/node-map-server.mjs', String(baselinePort)], { stdio: 'inherit' }));
@@ -125,17 +134,20 @@ async function main(): Promise<void> {
 
   console.log(`\nredis-benchmark -t set,get -n ${requests} -c ${clients} -d ${valueBytes}; median of ${rounds} rounds (ops/s)\n`);
   console.log('node-map: a bare Node.js server answering from a Map (bench/node-map-server.mjs), the ceiling for Node.js here.\n');
-  console.log('| pipeline | test | ringkv | node-map | redis | ringkv / redis | node-map / redis |');
-  console.log('|---|---|---|---|---|---|---|');
+  console.log('| pipeline | test | server | ops/s | / redis |');
+  console.log('|---|---|---|---|---|');
   for (const pipeline of pipelines) {
     for (const test of tests) {
       const rate = (server: string): number | undefined => {
         const found = samples.get(key(server, pipeline, test));
         return found === undefined ? undefined : median(found);
       };
-      const [ours, baseline, redis] = [rate('ringkv') ?? 0, rate('node-map') ?? 0, rate('redis')];
-      const ratio = (value: number): string => (redis === undefined ? 'n/a' : `${((100 * value) / redis).toFixed(0)}%`);
-      console.log(`| -P ${pipeline} | ${test} | ${Math.round(ours)} | ${Math.round(baseline)} | ${redis === undefined ? 'n/a' : Math.round(redis)} | ${ratio(ours)} | ${ratio(baseline)} |`);
+      const redis = rate('redis');
+      for (const server of servers) {
+        const value = rate(server.name) ?? 0;
+        const ratio = redis === undefined ? 'n/a' : `${((100 * value) / redis).toFixed(0)}%`;
+        console.log(`| -P ${pipeline} | ${test} | ${server.name} | ${Math.round(value)} | ${ratio} |`);
+      }
     }
   }
   stopAll();

@@ -142,7 +142,7 @@ export class KvService implements KeyValueStore {
           const clock = decodeClock(bytes);
           if (!absorbs(theirs, clock.entries, clock.anonymousCount)) merged = encodeObject(sync(decodeObject(bytes), theirs));
         }
-        return then(this.engine.put(engineKey, merged), () => success(undefined));
+        return issued(this.engine.put(engineKey, merged), success(undefined));
       }),
     );
   }
@@ -254,7 +254,7 @@ export class KvService implements KeyValueStore {
     sibling: Sibling,
     context: VersionVector | 'current' | undefined,
     options: WriteOptions,
-  ): MaybePromise<Result<WriteOutcome>> {
+  ): Result<WriteOutcome> | Issued<Result<WriteOutcome>> {
     let stored: StoredObject | undefined;
     let present = false;
     if (storedBytes !== undefined && context === 'current') {
@@ -283,12 +283,18 @@ export class KvService implements KeyValueStore {
     }
     const encoded = encodeObject(next);
     const outcome = success(new Outcome(true, present, next, encoded));
-    return then(this.engine.put(engineKey, encoded), () => outcome);
+    return issued(this.engine.put(engineKey, encoded), outcome);
   }
 
   /** Runs `operation` after any unfinished operation on the same key. */
-  private serialized<T>(engineKey: Buffer, operation: () => MaybePromise<Result<T>>): MaybePromise<Result<T>> {
-    const run = (): MaybePromise<Result<T>> => withEngineFailures(operation);
+  /**
+   * Runs a read-modify-write of one key after the previous one on that key has handed its write
+   * to the engine (not after it is durable: the engine shows a write to reads at the call, so a
+   * hot key is not limited to one fsync per write). Acknowledgements still come in order: the
+   * engine settles writes in the order it took them.
+   */
+  private serialized<T>(engineKey: Buffer, operation: () => MaybePromise<Result<T> | Issued<Result<T>>>): MaybePromise<Result<T>> {
+    const run = (): MaybePromise<Result<T> | Issued<Result<T>>> => withEngineFailures(operation);
     if (this.inFlight.size === 0) return this.track(engineKey, run());
     const lockKey = engineKey.toString('latin1');
     const ahead = this.inFlight.get(lockKey);
@@ -296,15 +302,21 @@ export class KvService implements KeyValueStore {
     return this.track(engineKey, ahead.then(run, run), lockKey);
   }
 
-  private track<T>(engineKey: Buffer, result: MaybePromise<T>, lockKey = engineKey.toString('latin1')): MaybePromise<T> {
-    if (!(result instanceof Promise)) return result;
-    this.inFlight.set(lockKey, result);
+  /**
+   * Holds the key's place in line while `result` is still reading (a Promise that resolves once
+   * the write is issued) and returns what the caller awaits: the outcome once it is durable.
+   */
+  private track<T>(engineKey: Buffer, result: MaybePromise<Result<T> | Issued<Result<T>>>, lockKey = engineKey.toString('latin1')): MaybePromise<Result<T>> {
+    if (!(result instanceof Promise)) return result instanceof Issued ? result.settled : result;
+    const turn = result.then(() => undefined);
+    this.inFlight.set(lockKey, turn);
     const release = (): void => {
-      if (this.inFlight.get(lockKey) === result) this.inFlight.delete(lockKey);
+      if (this.inFlight.get(lockKey) === turn) this.inFlight.delete(lockKey);
     };
-    result.then(release, release);
-    return result;
+    turn.then(release, release);
+    return result.then((value) => (value instanceof Issued ? value.settled : value));
   }
+
 
   private validate(namespace: string, key: Uint8Array, value: Uint8Array | undefined): Failure | undefined {
     if (this.attached === undefined) return failure(ErrorCode.unavailable, 'the storage engine is not running (starting, restarting or shutting down)');
@@ -363,12 +375,22 @@ export function readResultOf(object: StoredObject): ReadResult | undefined {
   return new Read(live, object);
 }
 
+/** A write handed to the engine: visible to reads already; `settled` resolves once it is durable. */
+class Issued<T> {
+  constructor(readonly settled: Promise<T>) {}
+}
+
+/** The outcome of a write the engine took: at once when it finished synchronously, else once durable. */
+function issued<T>(write: MaybePromise<void>, outcome: Result<T>): Result<T> | Issued<Result<T>> {
+  return write instanceof Promise ? new Issued(write.then(() => outcome, engineFailure)) : outcome;
+}
+
 /**
  * Runs an engine operation, turning the engine's own errors (disk full, corruption, closed while
  * restarting) into failures the client sees with their code and message, instead of an internal
  * error; anything else is a bug and still throws.
  */
-function withEngineFailures<T>(operation: () => MaybePromise<Result<T>>): MaybePromise<Result<T>> {
+function withEngineFailures<T>(operation: () => MaybePromise<Result<T> | Issued<Result<T>>>): MaybePromise<Result<T> | Issued<Result<T>>> {
   try {
     const result = operation();
     return result instanceof Promise ? result.catch(engineFailure) : result;

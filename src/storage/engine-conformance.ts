@@ -67,6 +67,18 @@ function pointScenarios(scenario: Scenario, law: StatsLaw): void {
     assert.equal(hexOf(await engine.get(text('k'))), '0001feff');
   });
 
+  scenario('put', 'a write is visible to reads as soon as the call returns, before its Promise settles', async (engine) => {
+    const putting = engine.put(text('k'), text('v'));
+    assert.equal(hexOf(await engine.get(text('k'))), hex(text('v')));
+    const deleting = engine.delete(text('k'));
+    assert.equal(await engine.get(text('k')), undefined);
+    const batching = engine.batch([put('a', '1'), put('b', '2')]);
+    assert.deepEqual(await scanHex(engine), [[hex(text('a')), hex(text('1'))], [hex(text('b')), hex(text('2'))]]);
+    const ranging = engine.deleteRange({ gte: text('a'), lt: text('b') });
+    assert.equal(await engine.get(text('a')), undefined);
+    await Promise.all([putting, deleting, batching, ranging]);
+  });
+
   scenario('put', 'a second put replaces the value', async (engine) => {
     await engine.put(text('k'), text('first'));
     await engine.put(text('k'), text('second, longer'));

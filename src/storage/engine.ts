@@ -56,7 +56,11 @@ export interface Engine {
   readonly kind: string;
   /** The value stored under `key`, or undefined. The returned bytes must not be mutated. */
   get(key: Uint8Array): MaybePromise<Uint8Array | undefined>;
-  /** Stores `value` under `key`. The engine keeps its own copy of both. */
+  /**
+   * Stores `value` under `key`. The engine keeps its own copy of both. Like every write method:
+   * reads see the write as soon as the call returns; a returned Promise settles when the write is
+   * durable per the engine's policy (a crash before that may lose it).
+   */
   put(key: Uint8Array, value: Uint8Array): MaybePromise<void>;
   /** Removes `key` (an LSM engine writes a tombstone that hides older values). */
   delete(key: Uint8Array): MaybePromise<void>;

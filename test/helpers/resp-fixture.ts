@@ -84,20 +84,26 @@ export class DelayedEngine implements Engine {
     return this.later(() => this.inner.get(key));
   }
 
+  // Writes take effect at the call and are acknowledged later, as the Engine contract says
+  // (an LSM engine applies at once and settles after the commit log's fsync).
   put(key: Uint8Array, value: Uint8Array): Promise<void> {
-    return this.later(() => this.inner.put(key, value));
+    this.inner.put(key, value);
+    return this.later(() => undefined);
   }
 
   delete(key: Uint8Array): Promise<void> {
-    return this.later(() => this.inner.delete(key));
+    this.inner.delete(key);
+    return this.later(() => undefined);
   }
 
   deleteRange(range: KeyRange): Promise<void> {
-    return this.later(() => this.inner.deleteRange(range));
+    this.inner.deleteRange(range);
+    return this.later(() => undefined);
   }
 
   batch(operations: readonly BatchOperation[]): Promise<void> {
-    return this.later(() => this.inner.batch(operations));
+    this.inner.batch(operations);
+    return this.later(() => undefined);
   }
 
   scan(range?: ScanRange): AsyncIterable<EngineEntry> {

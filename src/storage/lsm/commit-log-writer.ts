@@ -182,7 +182,7 @@ export class CommitLogWriter {
     private readonly options: CommitLogOptions,
     private handle: FileHandle,
     private currentSegment: number,
-    private nextSequence: number,
+    private sequenceNext: number,
   ) {
     if (options.syncPolicy === 'periodic') this.armTimer();
   }
@@ -193,6 +193,11 @@ export class CommitLogWriter {
     assert(Number.isSafeInteger(start.nextSequence) && start.nextSequence >= 1, `nextSequence ${start.nextSequence} must be a safe integer >= 1`);
     const handle = await createSegment(fs, dir, start.segment);
     return new CommitLogWriter(fs, dir, options, handle, start.segment, start.nextSequence);
+  }
+
+  /** The sequence number the next accepted append's first operation takes. */
+  get nextSequence(): number {
+    return this.sequenceNext;
   }
 
   /** True once a disk step failed: every later append rejects (see `fail`). */
@@ -211,14 +216,14 @@ export class CommitLogWriter {
     if (this.queued() >= commitLogAppendsQueuedMax) {
       return Promise.reject(new RingkvError(ErrorCode.unavailable, `commit log: ${commitLogAppendsQueuedMax} appends already queued`));
     }
-    const firstSequence = this.nextSequence;
+    const firstSequence = this.sequenceNext;
     const record = encodeBatchRecord(firstSequence, operations);
     if (record.length > this.options.recordBytesMax) {
       return Promise.reject(
         new RingkvError(ErrorCode.badRequest, `batch of ${operations.length} operations encodes to ${record.length} bytes, more than the commit log's recordBytesMax ${this.options.recordBytesMax}`),
       );
     }
-    this.nextSequence += operations.length;
+    this.sequenceNext += operations.length;
     return new Promise<number>((resolve, reject) => this.enqueue({ kind: 'append', record, firstSequence, settle: { resolve, reject } }));
   }
 

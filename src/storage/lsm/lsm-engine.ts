@@ -17,14 +17,15 @@ import { SstableWriter } from './sstable-writer.js';
  * The log-structured engine (DESIGN.md, "Storage engine"): commit log -> memtable -> SSTables,
  * assembled from the pieces in this folder.
  *
- * Writes. A batch is appended to the commit log (group commit) and applied to the active
- * memtable once the log has it durable per the sync policy: a reader never sees a write that a
- * crash could still take back. The log settles appends in order, so memtable sequence numbers
- * only grow.
+ * Writes. A batch takes its sequence numbers, is queued for the commit log (group commit) and is
+ * applied to the active memtable in the same synchronous step; the Promise the caller gets
+ * settles when the log has it durable per the sync policy (Redis' order with appendfsync always:
+ * apply, then fsync before the reply). So the next read-modify-write of a hot key does not wait
+ * for the disk, and a write that a crash takes back is one that was never acknowledged.
  *
- * Flush. When the active memtable reaches `memtableSizeBytes`, the log is rotated and, once the
- * rotation settles (every append made before it is applied by then), the memtable is frozen and
- * a new one takes writes. The background worker writes the frozen memtable as a level-0 table,
+ * Flush. When the active memtable reaches `memtableSizeBytes`, it is frozen and the log rotated
+ * in one synchronous step, so the frozen memtable holds exactly the writes of the segments before
+ * the rotation. The background worker writes the frozen memtable as a level-0 table,
  * records it in the manifest together with the new log floor (the segment the rotation opened),
  * then deletes the segments below the floor. Recovery replays the segments from the floor.
  *
@@ -152,7 +153,7 @@ class Version {
 interface PendingFlush {
   readonly memtable: Memtable;
   /** The log segment opened when this memtable froze: segments below it hold only its writes and older ones. */
-  readonly segment: number;
+  readonly segment: Promise<number>;
 }
 
 interface CompactionPlan {
@@ -169,7 +170,6 @@ export class LsmEngine implements Engine {
   private active = new Memtable();
   private version: Version;
   private readonly flushQueue: PendingFlush[] = [];
-  private rotating = false;
   private closed = false;
   private closing: Promise<void> | undefined;
   private background: Promise<void> | undefined;
@@ -183,7 +183,8 @@ export class LsmEngine implements Engine {
   private userBytesWritten = 0;
   /** File ids handed to tables being written, not yet recorded in the manifest. */
   private reservedIds = 0;
-  private logFailureReported = false;
+  /** Set when the commit log failed: every later call fails with it (see `append`). */
+  private logFailure: RingkvError | undefined;
   /** Range deletions whose fully covered tables the background worker has yet to drop. */
   private readonly pendingRangeDrops: RangeTombstone[] = [];
   private readonly yieldNow: () => Promise<void>;
@@ -308,6 +309,10 @@ export class LsmEngine implements Engine {
   }
 
   deleteRange(range: KeyRange): Promise<void> {
+    return settledAsPromise(() => this.deleteRangeNow(range));
+  }
+
+  private deleteRangeNow(range: KeyRange): Promise<void> {
     this.checkOpen();
     const start = Buffer.from(range.gte ?? new Uint8Array(0));
     const end = range.lt === undefined ? undefined : Buffer.from(range.lt);
@@ -354,7 +359,6 @@ export class LsmEngine implements Engine {
       // Background work failed and waits for its retry: report why instead of spinning.
       if (this.retryPending !== undefined) throw this.retryPending;
       if (this.background !== undefined) await this.background;
-      else if (this.rotating) await new Promise<void>((resolve) => this.roomWaiters.push(resolve));
       else if (this.flushQueue.length > 0 || this.pickCompaction() !== undefined) this.kick();
       else return;
     }
@@ -363,7 +367,7 @@ export class LsmEngine implements Engine {
   /** Freezes the active memtable now and waits for everything to be flushed and compacted. */
   async flush(): Promise<void> {
     this.checkOpen();
-    if (!this.active.empty) await this.freeze();
+    if (!this.active.empty) this.freeze();
     await this.settle();
   }
 
@@ -383,9 +387,14 @@ export class LsmEngine implements Engine {
 
   private checkOpen(): void {
     if (this.closed) throw new RingkvError(ErrorCode.engineClosed, 'the lsm engine is closed');
+    if (this.logFailure !== undefined) throw this.logFailure;
   }
 
   private write(operations: readonly BatchOperation[]): Promise<void> {
+    return settledAsPromise(() => this.writeNow(operations));
+  }
+
+  private writeNow(operations: readonly BatchOperation[]): Promise<void> {
     this.checkOpen();
     if (operations.length === 0) return Promise.resolve();
     // Private copies: the caller may reuse its buffers as soon as the call returns.
@@ -397,14 +406,28 @@ export class LsmEngine implements Engine {
     return this.whenRoom(() => this.append(copies));
   }
 
+  /**
+   * Appends to the log and applies to the active memtable at once (as Redis applies a write
+   * before its fsync): a later read of the key, and the next read-modify-write of it, see the
+   * write without waiting for the disk; the returned Promise settles when the write is durable.
+   * A crash before that loses the write, which was never acknowledged.
+   */
   private append(operations: readonly LogOperation[]): Promise<void> {
     this.checkOpen();
-    return this.writer.append(operations).then(
-      (firstSequence) => this.apply(operations, firstSequence),
+    const firstSequence = this.writer.nextSequence;
+    const durable = this.writer.append(operations);
+    // The writer takes sequence numbers only for appends it accepted.
+    if (this.writer.nextSequence === firstSequence + operations.length) this.apply(operations, firstSequence);
+    return durable.then(
+      () => undefined,
       (error: unknown) => {
-        if (this.writer.failed && !this.logFailureReported) {
-          this.logFailureReported = true;
-          this.world.onEvent?.({ kind: 'log-failed', message: error instanceof Error ? error.message : String(error) });
+        if (this.writer.failed && this.logFailure === undefined) {
+          // Fail-stop: the memtable may hold writes the log lost, so nothing more is served
+          // until the engine is reopened from what is durable (the node's supervisor does it).
+          const message = error instanceof Error ? error.message : String(error);
+          this.logFailure = new RingkvError(ErrorCode.unavailable, `${message}; the engine serves nothing more until it is reopened`);
+          this.world.onEvent?.({ kind: 'log-failed', message });
+          this.wakeWaiters(); // writes waiting for room fail now instead of waiting for a flush
         }
         throw error;
       },
@@ -432,13 +455,14 @@ export class LsmEngine implements Engine {
 
   /** Runs `write` now, or once flushes and compactions have made room (write stall). */
   private whenRoom(write: () => Promise<void>): Promise<void> {
-    if (!this.stalled()) return write();
+    if (!this.stalled()) return settledAsPromise(write);
     return new Promise<void>((resolve) => this.roomWaiters.push(resolve)).then(() => this.whenRoom(write));
   }
 
   private stalled(): boolean {
     return (
       !this.closed &&
+      this.logFailure === undefined &&
       (this.version.frozen.length >= this.options.frozenMemtablesMax || (this.version.levels[0]?.length ?? 0) >= this.options.level0StopWritesTrigger)
     );
   }
@@ -505,25 +529,23 @@ export class LsmEngine implements Engine {
 
   /** Freezes the active memtable when it is full (and no freeze is under way). */
   private maybeFreeze(): void {
-    if (this.closed || this.rotating || this.active.sizeBytes < this.options.memtableSizeBytes) return;
-    void this.freeze().catch((error: unknown) => this.reportBackgroundError(error));
+    if (this.closed || this.active.sizeBytes < this.options.memtableSizeBytes) return;
+    this.freeze();
   }
 
-  private async freeze(): Promise<void> {
-    if (this.rotating) return;
-    this.rotating = true;
-    try {
-      const segment = await this.writer.rotate();
-      // Every append made before the rotation has been applied by now (the log settles in order).
-      const memtable = this.active;
-      memtable.freeze();
-      this.active = new Memtable();
-      this.install(this.makeVersion([memtable, ...this.version.frozen], this.version.levels));
-      this.flushQueue.push({ memtable, segment });
-    } finally {
-      this.rotating = false;
-      this.wakeWaiters();
-    }
+  /**
+   * Freezes the active memtable and rotates the log in the same synchronous step: every append
+   * made so far is in the memtable and in the segments before the rotation, every later one in
+   * the new memtable and segment. The flush waits for the rotation to settle.
+   */
+  private freeze(): void {
+    const segment = this.writer.rotate();
+    segment.catch(() => undefined); // the flush that awaits it reports a failure
+    const memtable = this.active;
+    memtable.freeze();
+    this.active = new Memtable();
+    this.install(this.makeVersion([memtable, ...this.version.frozen], this.version.levels));
+    this.flushQueue.push({ memtable, segment });
     this.kick();
   }
 
@@ -543,6 +565,8 @@ export class LsmEngine implements Engine {
       .finally(() => {
         this.background = undefined;
         this.wakeWaiters();
+        // Work queued between the worker's last look and now (a freeze in that gap) starts here.
+        if (this.retryPending === undefined && (this.flushQueue.length > 0 || this.pendingRangeDrops.length > 0)) this.kick();
       });
   }
 
@@ -566,7 +590,8 @@ export class LsmEngine implements Engine {
 
   private async flushMemtable(flush: PendingFlush): Promise<void> {
     const startedMs = this.world.clock.nowMs();
-    const { memtable, segment } = flush;
+    const { memtable } = flush;
+    const segment = await flush.segment;
     const added: Table[] = [];
     if (memtable.count > 0) {
       const outputs = await this.writeTables(fromSync(memtable.entries()), 0, false, Number.POSITIVE_INFINITY);
@@ -792,6 +817,15 @@ export class LsmEngine implements Engine {
   private reportBackgroundError(error: unknown): void {
     const message = error instanceof Error ? error.message : String(error);
     this.world.onEvent?.({ kind: 'background-error', message });
+  }
+}
+
+/** `operation()`, with a synchronous throw turned into a rejected Promise (write methods never throw). */
+function settledAsPromise(operation: () => Promise<void>): Promise<void> {
+  try {
+    return operation();
+  } catch (error) {
+    return Promise.reject(error instanceof Error ? error : new Error(String(error)));
   }
 }
 

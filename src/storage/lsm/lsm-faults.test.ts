@@ -726,7 +726,7 @@ async function assertHolds(disk: MemoryFileSystem, options: Partial<LsmOptions>,
 
 describe('lsm faults: disk full (ENOSPC)', () => {
   for (const policy of ['always', 'none'] as const) {
-    it(`lsm disk full: a put whose log write fails is refused with a clear error, so are later ones; reads go on; acknowledged writes survive close and crash (sync ${policy})`, { timeout: 20_000 }, async () => {
+    it(`lsm disk full: a put whose log write fails is refused with a clear error, so are later ones and reads until reopen; acknowledged writes survive close and crash (sync ${policy})`, { timeout: 20_000 }, async () => {
       await withoutUnhandledRejections(async () => {
         for (const ending of ['close', 'crash'] as const) {
           if (ending === 'crash' && policy !== 'always') continue;
@@ -751,7 +751,11 @@ describe('lsm faults: disk full (ENOSPC)', () => {
           const later = await engine.batch([{ type: 'delete', key: encoder.encode('key-1') }]).then(() => undefined, (error: unknown) => error);
           assert.ok(isDiskFull(later), `a later write is refused as well: ${String(later)}`);
           expected.set('refused', undefined);
-          assert.deepEqual(await readAll(engine, [...expected.keys()]), expected, 'reads are served after the failure');
+          // Fail-stop: the memtable may hold writes the log lost, so reads are refused until the engine is reopened.
+          const read = await Promise.resolve()
+            .then(() => engine.get(encoder.encode('key-0')))
+            .then(() => undefined, (error: unknown) => error);
+          assert.ok(isDiskFull(read), `reads are refused after the failure: ${String(read)}`);
           if (ending === 'crash') view.crash('test');
           await engine.close().catch((error: unknown) => assert.ok(ending === 'crash', `close after a disk-full failure: ${String(error)}`));
           await assertHolds(disk, options, expected, `${ending} after a refused put`);
@@ -813,7 +817,13 @@ describe('lsm faults: disk full (ENOSPC)', () => {
             // Each writer's keys end with its last acknowledged value: a refused put is never stored.
             const expected = new Map<string, string | undefined>();
             for (let writer = 0; writer < writers; writer++) for (let key = 0; key < 7; key++) expected.set(`w${writer}-k${key}`, acknowledged.get(`w${writer}-k${key}`));
-            assert.deepEqual(await readAll(engine, [...expected.keys()]), expected, 'before reopening');
+            if (events.some((event) => event.kind === 'log-failed')) {
+              // Fail-stop: once the log failed, reads are refused until the engine is reopened.
+              const read = await readAll(engine, [...expected.keys()]).then(() => undefined, (error: unknown) => error);
+              assert.ok(isDiskFull(read), `reads after a log failure are refused: ${String(read)}`);
+            } else {
+              assert.deepEqual(await readAll(engine, [...expected.keys()]), expected, 'before reopening');
+            }
             // A crash loses what `none` did not sync; `always` loses nothing.
             if (ending === 'crash' && policy === 'always') view.crash('test');
             await engine.close().catch((error: unknown) => assert.ok(view.dead, `close: ${String(error)}`));
