@@ -11,7 +11,7 @@
  * redis-server (apt-get install redis-server) and is skipped, with a note, when missing.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -115,6 +115,13 @@ async function main(): Promise<void> {
     children.push(spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' }));
     await waitForPort(redisPort, 10_000);
     servers.push({ name: 'redis', port: redisPort });
+    // Redis made as durable as ringkv's default: the append-only file fsynced before every reply.
+    const durablePort = await freePort();
+    const durableDir = join(dataDir, 'redis-aof');
+    mkdirSync(durableDir, { recursive: true });
+    children.push(spawn('redis-server', ['--port', String(durablePort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'yes', '--appendfsync', 'always', '--dir', durableDir], { stdio: 'ignore' }));
+    await waitForPort(durablePort, 10_000);
+    servers.push({ name: 'redis aof fsync=always', port: durablePort });
   } else {
     console.log('redis-server is not installed (apt-get install redis-server): measuring ringkv alone, no ratio.');
   }

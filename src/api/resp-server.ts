@@ -49,6 +49,7 @@ class RespConnection implements ConnectionState {
   private readonly queue: QueuedReply[] = [];
   private pausedForQueue = false;
   private shuttingDown = false;
+  private drainScheduled = false;
   private quietTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(
@@ -153,7 +154,7 @@ class RespConnection implements ConnectionState {
       scratch.resp3 = this.writer.resp3;
       reply(scratch);
       entry.bytes = scratch.take();
-      this.drainQueue();
+      this.scheduleDrain();
     };
     pending.then(settle, (error: unknown) => {
       this.options.logger.error({ err: error }, 'resp command failed');
@@ -163,6 +164,20 @@ class RespConnection implements ConnectionState {
       this.pausedForQueue = true;
       this.socket.pause();
     }
+  }
+
+  /**
+   * Replies that finish asynchronously often finish together (a group commit acknowledges a
+   * whole batch of writes at once): draining on the next turn of the event loop sends them in
+   * one socket write instead of one write each.
+   */
+  private scheduleDrain(): void {
+    if (this.drainScheduled) return;
+    this.drainScheduled = true;
+    setImmediate(() => {
+      this.drainScheduled = false;
+      this.drainQueue();
+    });
   }
 
   private drainQueue(): void {
