@@ -397,7 +397,9 @@ export class LsmEngine implements Engine {
   private writeNow(operations: readonly BatchOperation[]): Promise<void> {
     this.checkOpen();
     if (operations.length === 0) return Promise.resolve();
-    // Private copies: the caller may reuse its buffers as soon as the call returns.
+    // Applied now, the log record and the memtable copy the bytes before this returns. A write
+    // that has to wait for room takes private copies: the caller may reuse its buffers.
+    if (!this.stalled()) return this.append(operations);
     const copies = operations.map((operation): BatchOperation =>
       operation.type === 'put'
         ? { type: 'put', key: Buffer.from(operation.key), value: Buffer.from(operation.value) }
