@@ -170,6 +170,7 @@ export class CommitLogWriter {
   /** Bytes of the current segment written so far: the next write goes here. */
   private tail = 0;
   private unsyncedBytes = 0;
+  private bytesWrittenTotal = 0;
   private syncWanted = false;
   private timer: TimerHandle | undefined;
   private closing = false;
@@ -198,6 +199,11 @@ export class CommitLogWriter {
   /** The sequence number the next accepted append's first operation takes. */
   get nextSequence(): number {
     return this.sequenceNext;
+  }
+
+  /** Bytes of records written to segments by this writer (for write amplification figures). */
+  get bytesWritten(): number {
+    return this.bytesWrittenTotal;
   }
 
   /** True once a disk step failed: every later append rejects (see `fail`). */
@@ -319,6 +325,7 @@ export class CommitLogWriter {
     const written = await this.guarded('write', async () => {
       await this.handle.write(data, this.tail);
       this.tail += data.length;
+      this.bytesWrittenTotal += data.length;
       this.unsyncedBytes += data.length;
       if (this.options.syncPolicy === 'always') await this.syncSegment();
     });

@@ -113,8 +113,9 @@ export interface LsmDetails {
   readonly memtableBytes: number;
   readonly frozenMemtables: number;
   readonly cache: { readonly bytes: number; readonly hits: number; readonly misses: number };
-  /** Bytes written to tables by flushes and compactions, and bytes the clients wrote (keys + values). */
+  /** Bytes written to tables by flushes and compactions, to the commit log, and bytes the clients wrote (keys + values), since open. */
   readonly bytesFlushed: number;
+  readonly bytesLogged: number;
   readonly bytesCompacted: number;
   readonly userBytesWritten: number;
 }
@@ -347,6 +348,7 @@ export class LsmEngine implements Engine {
       frozenMemtables: this.version.frozen.length,
       cache: { bytes: this.cache.sizeBytes, hits: this.cache.hits, misses: this.cache.misses },
       bytesFlushed: this.bytesFlushed,
+      bytesLogged: this.writer.bytesWritten,
       bytesCompacted: this.bytesCompacted,
       userBytesWritten: this.userBytesWritten,
     };
@@ -615,23 +617,30 @@ export class LsmEngine implements Engine {
     this.world.onEvent?.({ kind: 'flushed', entries: memtable.count, fileBytes, ms: Math.round(this.world.clock.nowMs() - startedMs) });
   }
 
+  /**
+   * The most urgent compaction, by LevelDB's scores: level 0's table count over its trigger, a
+   * deeper level's bytes over its limit; the highest score at or above 1 wins. (Always serving
+   * level 0 first lets level 1 grow far past its limit when keys are random, and then every
+   * level-0 compaction rewrites all of it.)
+   */
   private pickCompaction(): CompactionPlan | undefined {
     const levels = this.version.levels;
-    if (levels[0]!.length >= this.options.level0CompactionTrigger) {
-      const inputs = [...levels[0]!];
-      const { smallest, largest } = keySpan(inputs);
-      return { level: 0, inputs: [...inputs, ...overlapping(levels[1]!, smallest, largest)], outputLevel: 1 };
-    }
     let best: { level: number; score: number } | undefined;
+    const level0Score = levels[0]!.length / this.options.level0CompactionTrigger;
+    if (level0Score >= 1) best = { level: 0, score: level0Score };
     for (let level = 1; level < levelsMax - 1; level++) {
       const score = levelBytes(levels[level]!) / this.levelBytesMax(level);
       if (score > 1 && (best === undefined || score > best.score)) best = { level, score };
     }
     if (best === undefined) return undefined;
+    if (best.level === 0) {
+      const inputs = [...levels[0]!];
+      const { smallest, largest } = keySpan(inputs);
+      return { level: 0, inputs: [...inputs, ...overlapping(levels[1]!, smallest, largest)], outputLevel: 1 };
+    }
     const tables = levels[best.level]!;
     const pointer = this.compactPointers[best.level];
     const chosen = tables.find((table) => pointer === undefined || compareBytes(table.file.smallestKey, pointer) > 0) ?? tables[0]!;
-    this.compactPointers[best.level] = chosen.file.largestKey;
     const below = overlapping(levels[best.level + 1]!, chosen.file.smallestKey, chosen.file.largestKey);
     return { level: best.level, inputs: [chosen, ...below], outputLevel: best.level + 1 };
   }
@@ -642,6 +651,8 @@ export class LsmEngine implements Engine {
 
   private async compact(plan: CompactionPlan): Promise<void> {
     const startedMs = this.world.clock.nowMs();
+    // Round robin over the key space: the next compaction of this level starts after these keys.
+    if (plan.level > 0) this.compactPointers[plan.level] = plan.inputs[0]!.file.largestKey;
     const { smallest, largest } = keySpan(plan.inputs);
     const deeper = this.version.levels.slice(plan.outputLevel + 1).some((level) => overlapping(level, smallest, largest).length > 0);
     // Newest first, so that the merge keeps the newest entry of a key (sequence decides anyway).
