@@ -296,6 +296,7 @@ export class Coordinator implements KeyValueStore {
     const replicas = this.replicasOf(body.namespace, body.key, n);
     if (replicas.length < w) return tooFewReplicas('write', replicas.length, quorum.value);
     const coordinating = replicas.find((replica) => replica.nodeId === this.options.self) ?? (replicas[0] as PreferenceEntry);
+    if (coordinating.nodeId === this.options.self) return this.writeHere(body, replicas, quorum.value);
     let outcome: EncodedOutcome;
     try {
       outcome = await this.coordinateOn(coordinating.nodeId, body);
@@ -312,7 +313,28 @@ export class Coordinator implements KeyValueStore {
       },
     };
     if (!outcome.written || outcome.encoded === null) return success(result);
-    return this.replicate(body, replicas, coordinating.nodeId, outcome.encoded, quorum.value, result);
+    return this.replicate(body, replicas, coordinating.nodeId, outcome.encoded, quorum.value, result, Promise.resolve(true));
+  }
+
+  /**
+   * A quorum write coordinated on this node, a replica of the key: replication to the others
+   * starts as soon as the local engine has taken the write, not after its fsync, so the local
+   * and the remote fsyncs overlap; the local replica counts towards W once durable.
+   */
+  private async writeHere(body: CoordinateBody, replicas: readonly PreferenceEntry[], quorum: QuorumDefaults): Promise<Result<WriteOutcome>> {
+    const { namespace, key, value, options } = body;
+    let replication: Promise<Result<WriteOutcome>> | undefined;
+    let settleLocal: (ok: boolean) => void = () => {};
+    const localDurable = new Promise<boolean>((resolve) => (settleLocal = resolve));
+    const onIssued = (outcome: WriteOutcome): void => {
+      if (outcome.written && outcome.encoded !== undefined) {
+        replication = this.replicate(body, replicas, this.options.self, outcome.encoded, quorum, outcome, localDurable);
+      }
+    };
+    const local = await (value === null ? this.options.local.delete(namespace, key, { ...options, onIssued }) : this.options.local.put(namespace, key, value, { ...options, onIssued }));
+    settleLocal(local.ok);
+    if (replication !== undefined) return replication;
+    return local;
   }
 
   private replicate(
@@ -322,6 +344,8 @@ export class Coordinator implements KeyValueStore {
     encoded: Uint8Array,
     quorum: QuorumDefaults,
     result: WriteOutcome,
+    /** Whether the coordinating replica's own write became durable. */
+    coordinatingDurable: Promise<boolean>,
   ): Promise<Result<WriteOutcome>> {
     let machine = putCoordinator.start({ replicas: replicas.map(target), n: quorum.n, w: quorum.w });
     return new Promise((resolve) => {
@@ -344,7 +368,7 @@ export class Coordinator implements KeyValueStore {
         if (machine.state.phase === 'finished') timer.cancel();
       };
       apply(machine.outputs);
-      acknowledge(coordinating, true);
+      void coordinatingDurable.then((ok) => acknowledge(coordinating, ok));
       for (const replica of replicas) {
         if (replica.nodeId === coordinating) continue;
         this.mergeOn(replica.nodeId, body.namespace, body.key, encoded).then(

@@ -30,6 +30,11 @@ export interface WriteOptions {
   readonly onlyIfAbsent?: boolean;
   /** Only write when the key has a live value (Redis SET XX). */
   readonly onlyIfPresent?: boolean;
+  /**
+   * Called once the write is handed to the engine (visible to reads, not yet durable), with its
+   * outcome: a coordinator starts replicating then instead of after the local fsync.
+   */
+  readonly onIssued?: (outcome: WriteOutcome) => void;
 }
 
 export interface WriteOutcome {
@@ -58,7 +63,7 @@ export interface KeyValueStore {
   get(namespace: string, key: Uint8Array, options?: QuorumOptions): MaybePromise<Result<ReadResult | undefined>>;
   getNewest(namespace: string, key: Uint8Array, options?: QuorumOptions): MaybePromise<Result<Uint8Array | undefined>>;
   put(namespace: string, key: Uint8Array, value: Uint8Array, options?: WriteOptions & QuorumOptions): MaybePromise<Result<WriteOutcome>>;
-  delete(namespace: string, key: Uint8Array, options?: Pick<WriteOptions, 'context'> & QuorumOptions): MaybePromise<Result<WriteOutcome>>;
+  delete(namespace: string, key: Uint8Array, options?: Pick<WriteOptions, 'context' | 'onIssued'> & QuorumOptions): MaybePromise<Result<WriteOutcome>>;
   keys(namespace: string, options: { readonly limit: number; readonly after?: Uint8Array }): Promise<Result<Uint8Array[]>>;
 }
 
@@ -175,7 +180,7 @@ export class KvService implements KeyValueStore {
    * Writes a versioned tombstone that supersedes what `options.context` saw ('current': all of
    * it). A key without a live value is left alone (`written: false`).
    */
-  delete(namespace: string, key: Uint8Array, options: Pick<WriteOptions, 'context'> = {}): MaybePromise<Result<WriteOutcome>> {
+  delete(namespace: string, key: Uint8Array, options: Pick<WriteOptions, 'context' | 'onIssued'> = {}): MaybePromise<Result<WriteOutcome>> {
     const invalid = this.validate(namespace, key, undefined);
     if (invalid !== undefined) return invalid;
     const tombstone: Sibling = { value: null, writtenAtMs: this.options.clock.wallMs(), contentType: '' };
@@ -283,7 +288,9 @@ export class KvService implements KeyValueStore {
     }
     const encoded = encodeObject(next);
     const outcome = success(new Outcome(true, present, next, encoded));
-    return issued(this.engine.put(engineKey, encoded), outcome);
+    const write = issued(this.engine.put(engineKey, encoded), outcome);
+    options.onIssued?.(outcome.value);
+    return write;
   }
 
   /** Runs `operation` after any unfinished operation on the same key. */
