@@ -1,7 +1,5 @@
 import { Buffer } from 'node:buffer';
 import { assert } from '../../core/assert.js';
-import { SeededRandom, type Random } from '../../core/random.js';
-import { SkipList } from '../skip-list.js';
 
 /**
  * The memtable: the newest entry per key written since the last flush, sorted by key (LevelDB's
@@ -11,15 +9,18 @@ import { SkipList } from '../skip-list.js';
  * Layout. Keys and values are held as latin1 strings, one char per byte (as in the memory
  * engine): JS string order is then unsigned byte order, and a string is a private copy that
  * never pins the buffer the bytes arrived in. A Map serves point reads and overwrites in O(1);
- * a skip list of the same cells serves ordered iteration and is touched only when a key first
- * appears. Both point at one mutable `Cell` per key, so an overwrite allocates only the new
- * value string.
+ * key order is kept lazily (`SortedKeys`): a key seen for the first time is appended to a pending
+ * list, and the first ordered read after that sorts the pending keys (one native string sort)
+ * and merges them into the sorted array. Writes thus cost a Map operation, not an ordered insert
+ * (a skip list insert took a quarter of the CPU of a random fill: pointer chasing and string
+ * compares on every level); ordered reads are rare — a flush, a scan. Both structures point at
+ * one mutable `Cell` per key, so an overwrite allocates only the new value string.
  *
  * Lifecycle. A memtable takes writes until the engine calls `freeze()` (when `sizeBytes` reaches
  * `--memtable-size-bytes`); from then on it is immutable, a write is a bug (assertion), and it
  * is read and flushed while a new memtable takes writes.
  *
- * Iteration and concurrent writes. `entries()` on a frozen memtable walks the skip list lazily:
+ * Iteration and concurrent writes. `entries()` on a frozen memtable walks the sorted keys lazily:
  * nothing can change under it. On an active memtable it copies the entries of the range at the
  * call (not at the first `next()`) and iterates the copy: a snapshot, O(entries in range) time
  * and memory, unaffected by later writes. Long scans should therefore be bounded ranges or read
@@ -33,14 +34,13 @@ import { SkipList } from '../skip-list.js';
 
 /**
  * Bytes charged per entry on top of its key and value bytes: the V8 heap cost of one key — the
- * skip-list node and its tower, the cell, the Map slot and two string headers. Measured on Node
- * 20 (x64, no pointer compression), 1e6 entries of 16-byte keys and 10-, 100- and 1000-byte
- * values: 216-222 bytes. `sizeBytes` is an estimate for deciding when to flush, not a heap count.
+ * cell, the Map slot, the sorted-array slot and two string headers. Measured on Node 20 with the
+ * earlier skip-list layout (its nodes cost more than array slots), 1e6 entries of 16-byte keys and
+ * 10-, 100- and 1000-byte values: 216-222 bytes; kept as a conservative bound. `sizeBytes` is an
+ * estimate for deciding when to flush, not a heap count.
  */
 export const memtableEntryOverheadBytes = 224;
 
-/** The seed of the level source when none is given: the skip list's shape is reproducible. */
-const levelSeedDefault = 0x3e3;
 
 export interface MemtableEntry {
   readonly key: Uint8Array;
@@ -68,10 +68,6 @@ export interface MemtableRange {
   readonly lt?: Uint8Array | undefined;
 }
 
-export interface MemtableOptions {
-  /** Source of skip-list levels; default a `SeededRandom` with a fixed seed. */
-  readonly random?: Random;
-}
 
 /** The newest entry of one key; mutated in place on overwrite while the memtable is active. */
 interface Cell {
@@ -82,7 +78,7 @@ interface Cell {
 
 export class Memtable {
   private readonly cells = new Map<string, Cell>();
-  private readonly keysOrdered: SkipList<Cell>;
+  private readonly keysOrdered = new SortedKeys(this.cells);
   private frozenFlag = false;
   private sizeBytesTotal = 0;
   private readonly ranges: RangeTombstone[] = [];
@@ -90,10 +86,6 @@ export class Memtable {
   private liveBytesTotal = 0;
   private sequenceSmallest = Number.POSITIVE_INFINITY;
   private sequenceLargest = Number.NEGATIVE_INFINITY;
-
-  constructor(options: MemtableOptions = {}) {
-    this.keysOrdered = new SkipList<Cell>(options.random ?? new SeededRandom(levelSeedDefault));
-  }
 
   /** Approximate memory: the sum over entries of key bytes + value bytes + memtableEntryOverheadBytes. */
   get sizeBytes(): number {
@@ -210,7 +202,7 @@ export class Memtable {
   /** Checks the structure and the size accounting: O(n). For tests, not the hot path. */
   invariants(): void {
     this.keysOrdered.invariants();
-    assert(this.keysOrdered.size === this.cells.size, 'memtable: skip list and map disagree on count');
+    assert(this.keysOrdered.size === this.cells.size, 'memtable: sorted keys and map disagree on count');
     let sizeBytes = 0;
     let live = 0;
     let liveBytes = 0;
@@ -237,7 +229,7 @@ export class Memtable {
     if (cell === undefined) {
       const created: Cell = { value, sequence };
       this.cells.set(key, created);
-      this.keysOrdered.set(key, created);
+      this.keysOrdered.add(key);
       this.sizeBytesTotal += entrySizeBytes(key, value);
     } else {
       assert(sequence > cell.sequence, `memtable write: sequence ${sequence} is not above the key's stored ${cell.sequence}`);
@@ -280,4 +272,94 @@ function* toEntries(cells: Iterator<[string, Cell]> & Iterable<[string, Cell]>):
 function latin1FromBytes(bytes: Uint8Array): string {
   if (Buffer.isBuffer(bytes)) return bytes.toString('latin1');
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
+}
+
+/**
+ * Keys in order, kept lazily: `add` appends to a pending list; the first ordered read after adds
+ * sorts the pending keys and merges them into the sorted arrays. Keys are never removed (a
+ * delete is a tombstone cell). Adding while an iterator is suspended is a bug (asserted).
+ */
+class SortedKeys {
+  private keys: string[] = [];
+  private cells: Cell[] = [];
+  private pending: string[] = [];
+  /** Bumped by every merge, so a suspended iterator notices that the arrays were replaced. */
+  private version = 0;
+
+  /** `cellOf` holds every key's cell (the memtable's map): pending keys are resolved through it. */
+  constructor(private readonly cellOf: ReadonlyMap<string, Cell>) {}
+
+  get size(): number {
+    return this.keys.length + this.pending.length;
+  }
+
+  add(key: string): void {
+    this.pending.push(key);
+  }
+
+  *entries(bounds: { readonly gte?: string | undefined; readonly lt?: string | undefined; readonly reverse?: boolean } = {}): Generator<[string, Cell]> {
+    const { gte, lt } = bounds;
+    if (gte !== undefined && lt !== undefined && !(gte < lt)) return;
+    this.merge();
+    const keys = this.keys;
+    const cells = this.cells;
+    const version = this.version;
+    const first = gte === undefined ? 0 : lowerBound(keys, gte);
+    const end = lt === undefined ? keys.length : lowerBound(keys, lt);
+    if (bounds.reverse === true) {
+      for (let index = end - 1; index >= first; index--) {
+        yield [keys[index]!, cells[index]!];
+        assert(this.version === version && this.pending.length === 0, 'memtable: keys added during iteration');
+      }
+    } else {
+      for (let index = first; index < end; index++) {
+        yield [keys[index]!, cells[index]!];
+        assert(this.version === version && this.pending.length === 0, 'memtable: keys added during iteration');
+      }
+    }
+  }
+
+  invariants(): void {
+    for (let index = 1; index < this.keys.length; index++) assert(this.keys[index - 1]! < this.keys[index]!, 'memtable: sorted keys out of order');
+    assert(this.keys.length === this.cells.length, 'memtable: sorted keys and cells differ in length');
+    assert(new Set(this.pending).size === this.pending.length, 'memtable: a pending key added twice');
+  }
+
+  /** Sorts the pending keys (native string order = unsigned byte order for latin1) and merges them in. */
+  private merge(): void {
+    if (this.pending.length === 0) return;
+    const added = this.pending.sort();
+    const keys: string[] = new Array<string>(this.keys.length + added.length);
+    const cells: Cell[] = new Array<Cell>(keys.length);
+    let left = 0;
+    let right = 0;
+    for (let out = 0; out < keys.length; out++) {
+      if (right >= added.length || (left < this.keys.length && this.keys[left]! < added[right]!)) {
+        keys[out] = this.keys[left]!;
+        cells[out] = this.cells[left++]!;
+      } else {
+        const key = added[right++]!;
+        keys[out] = key;
+        const cell = this.cellOf.get(key);
+        assert(cell !== undefined, 'memtable: a pending key without a cell');
+        cells[out] = cell;
+      }
+    }
+    this.keys = keys;
+    this.cells = cells;
+    this.pending = [];
+    this.version += 1;
+  }
+}
+
+/** The first index whose key is >= `key` (the length when none). */
+function lowerBound(keys: readonly string[], key: string): number {
+  let low = 0;
+  let high = keys.length;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if (keys[middle]! < key) low = middle + 1;
+    else high = middle;
+  }
+  return low;
 }
