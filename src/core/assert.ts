@@ -1,3 +1,5 @@
+import { recordAssertionFailure } from './simulation-hooks.js';
+
 /**
  * Assertions stay on in production (TigerBeetle style): they guard arguments, results and
  * invariants, and a failed one is a bug, never an expected condition. Expected failures are
@@ -5,6 +7,11 @@
  */
 export class AssertionError extends Error {
   override readonly name = 'AssertionError';
+
+  constructor(message: string) {
+    super(message);
+    recordAssertionFailure(message);
+  }
 }
 
 export function assert(condition: unknown, message: string): asserts condition {

@@ -45,6 +45,21 @@ export interface MemoryNetworkOptions {
   readonly sendQueueBytesMax?: number;
   /** Largest encoded body; default 16 MiB, as TCP. */
   readonly frameBytesMax?: number;
+  /**
+   * The fate of each message, for the simulator's faulty network: the delays (ms) after which
+   * copies of it arrive. None: lost; two or more: duplicated; different delays reorder messages
+   * of one channel. Absent: one copy after deliveryDelayMs, in order per channel (like TCP).
+   */
+  readonly deliveryPlan?: ((message: PlannedMessage) => readonly number[]) | undefined;
+}
+
+/** What a delivery plan is told of a message. */
+export interface PlannedMessage {
+  readonly from: string;
+  readonly to: string;
+  readonly kind: 'request' | 'notify' | 'response' | 'error';
+  readonly type: string;
+  readonly bytes: number;
 }
 
 export type PartitionDirection = 'both' | 'one-way';
@@ -67,6 +82,7 @@ export function createMemoryNetwork(options: MemoryNetworkOptions = {}): MemoryN
     deliveryDelayMs: options.deliveryDelayMs ?? 0,
     sendQueueBytesMax: options.sendQueueBytesMax ?? 64 * 1024 * 1024,
     frameBytesMax: options.frameBytesMax ?? frameBytesMaxDefault,
+    deliveryPlan: options.deliveryPlan,
   });
   return {
     messenger: (identity) => new MemoryMessenger(network, identity),
@@ -80,6 +96,7 @@ interface Settings {
   readonly deliveryDelayMs: number;
   readonly sendQueueBytesMax: number;
   readonly frameBytesMax: number;
+  readonly deliveryPlan: ((message: PlannedMessage) => readonly number[]) | undefined;
 }
 
 type Message =
@@ -88,9 +105,16 @@ type Message =
   | { readonly kind: 'response'; readonly id: number; readonly payload: Uint8Array }
   | { readonly kind: 'error'; readonly id: number; readonly code: RpcErrorCode; readonly message: string };
 
-/** Messages in flight from one sender to one destination, delivered head first. */
+interface QueuedMessage {
+  readonly message: Message;
+  readonly bytes: number;
+  /** Set when the connection was dropped before delivery: no copy arrives. */
+  dropped: boolean;
+}
+
+/** Messages in flight from one sender to one destination, delivered head first (unless planned). */
 class Channel {
-  readonly queue: { readonly message: Message; readonly bytes: number }[] = [];
+  readonly queue: QueuedMessage[] = [];
   queuedBytes = 0;
   constructor(
     readonly sender: MemoryMessenger,
@@ -141,17 +165,43 @@ class MemoryNetworkState {
 
   /** Queues `message` on `channel` and schedules its delivery. */
   send(channel: Channel, message: Message, bytes: number): void {
-    channel.queue.push({ message, bytes });
+    const entry: QueuedMessage = { message, bytes, dropped: false };
+    const plan = this.settings.deliveryPlan;
+    if (plan === undefined) {
+      channel.queue.push(entry);
+      channel.queuedBytes += bytes;
+      this.settings.clock.setTimer(this.settings.deliveryDelayMs, () => this.deliverHead(channel));
+      return;
+    }
+    const to = typeof channel.destination === 'string' ? (this.nodeIdAt.get(channel.destination) ?? channel.destination) : channel.destination.self.nodeId;
+    const type = message.kind === 'request' || message.kind === 'notify' ? message.type : '';
+    const delays = plan({ from: channel.sender.self.nodeId, to, kind: message.kind, type, bytes });
+    if (delays.length === 0) return;
+    channel.queue.push(entry);
     channel.queuedBytes += bytes;
-    this.settings.clock.setTimer(this.settings.deliveryDelayMs, () => this.deliverHead(channel));
+    let arrived = false;
+    for (const delayMs of delays) {
+      this.settings.clock.setTimer(delayMs, () => {
+        if (entry.dropped) return;
+        if (!arrived) {
+          arrived = true;
+          channel.queue.splice(channel.queue.indexOf(entry), 1);
+          channel.queuedBytes -= bytes;
+        }
+        this.deliver(channel, message);
+      });
+    }
   }
 
   private deliverHead(channel: Channel): void {
     const entry = channel.queue.shift();
     if (entry === undefined) return; // Dropped by the sender's close() or dropConnections().
     channel.queuedBytes -= entry.bytes;
+    this.deliver(channel, entry.message);
+  }
+
+  private deliver(channel: Channel, message: Message): void {
     const { sender } = channel;
-    const { message } = entry;
     if (typeof channel.destination !== 'string') {
       const requester = channel.destination;
       if (!this.blocked.has(linkKey(sender.self.nodeId, requester.self.nodeId))) requester.receiveReply(message);
@@ -314,6 +364,7 @@ export class MemoryMessenger implements PeerMessenger {
 
   private dropInFlight(error: RpcError): void {
     for (const channel of [...this.channels.values(), ...this.replyChannels.values()]) {
+      for (const entry of channel.queue) entry.dropped = true;
       channel.queue.length = 0;
       channel.queuedBytes = 0;
     }

@@ -1,6 +1,7 @@
 import { join as joinPath } from 'node:path';
 import { assert } from '../core/assert.js';
 import { claim } from '../core/claim.js';
+import { mark } from '../core/simulation-hooks.js';
 import {
   advanceStatus,
   bumpHeartbeat,
@@ -289,6 +290,7 @@ export class ClusterMembership {
     const before = this.view.ring;
     this.view = mergeViews(this.view, incoming);
     if (this.view.ring.epoch !== before.epoch) {
+      mark('membership.ring-changed');
       this.previous = before;
       this.options.logger.info({ epoch: this.view.ring.epoch, claimant: this.view.ring.claimant }, 'ring changed');
     }
@@ -308,7 +310,10 @@ export class ClusterMembership {
       });
     const wasUp = known === undefined || isAvailable(known.detector, now);
     this.detectors.set(nodeId, { detector: heartbeat(detector, now), heartbeat: beat });
-    if (!wasUp) this.options.logger.info({ nodeId }, 'node up again');
+    if (!wasUp) {
+      mark('membership.peer-up-again');
+      this.options.logger.info({ nodeId }, 'node up again');
+    }
   }
 
   /**

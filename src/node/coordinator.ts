@@ -1,4 +1,5 @@
 import { assert } from '../core/assert.js';
+import { mark, simulationBugs } from '../core/simulation-hooks.js';
 import { join, sync, type DvvSet } from '../core/dvv.js';
 import { ErrorCode, failure, success, type Failure, type Result } from '../core/errors.js';
 import * as getCoordinator from '../core/get-coordinator.js';
@@ -214,7 +215,10 @@ export class Coordinator implements KeyValueStore {
     // and all N only when one of them fails: half the messages of asking all N every time.
     const first = readTargets(replicas, r, this.options.self);
     let answer = await this.readQuorum(namespace, key, first, { ...quorum.value, n: first.length });
-    if (!answer.ok && first.length < replicas.length) answer = await this.readQuorum(namespace, key, replicas, quorum.value);
+    if (!answer.ok && first.length < replicas.length) {
+      mark('coordinator.read-fell-back-to-all-replicas');
+      answer = await this.readQuorum(namespace, key, replicas, quorum.value);
+    }
     if (!answer.ok || former.length === 0) return answer;
     const merge = async (): Promise<StoredObject | undefined> => {
       let merged = answer.value;
@@ -284,6 +288,7 @@ export class Coordinator implements KeyValueStore {
       return bytes === undefined || bytes === null ? 'notfound' : decodeObject(bytes);
     } catch (error) {
       this.options.logger.debug({ nodeId, err: error }, 'replica read failed');
+      mark('coordinator.replica-failed');
       return 'error';
     }
   }
@@ -402,9 +407,16 @@ export class Coordinator implements KeyValueStore {
   /** Read repair (Dynamo §4.5): in the background; a failure is left to the next read. */
   private repair(nodeId: string, namespace: string, key: Uint8Array, object: DvvSet<Sibling>): void {
     assert(object.entries.length > 0 || object.anonymous.length > 0, 'read repair with an empty object');
+    if (simulationBugs['skip-read-repair']) return;
     this.mergeOn(nodeId, namespace, key, encodeObject(object)).then(
-      () => this.options.logger.debug({ nodeId }, 'read repair applied'),
-      (error: unknown) => this.options.logger.debug({ nodeId, err: error }, 'read repair failed'),
+      () => {
+        mark('coordinator.read-repair-applied');
+        this.options.logger.debug({ nodeId }, 'read repair applied');
+      },
+      (error: unknown) => {
+        mark('coordinator.read-repair-failed');
+        this.options.logger.debug({ nodeId, err: error }, 'read repair failed');
+      },
     );
   }
 
@@ -480,6 +492,7 @@ function writeOptionsOf(options: WriteOptions & QuorumOptions): WriteOptions {
 }
 
 function quorumFailure(kind: 'read' | 'write', answered: number, needed: number, quorum: QuorumDefaults): Failure {
+  mark('coordinator.quorum-failed');
   const verb = kind === 'read' ? 'answered' : 'acknowledged';
   const setting = kind === 'read' ? `r=${quorum.r}` : `w=${quorum.w}`;
   return failure(ErrorCode.unavailable, `${kind} quorum not met: ${answered} of ${needed} replicas ${verb} (${setting}, n=${quorum.n})`);

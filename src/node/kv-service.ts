@@ -1,4 +1,5 @@
 import { assert } from '../core/assert.js';
+import { mark, simulationBugs } from '../core/simulation-hooks.js';
 import { absorbs, clientWrite, join, overwrite, sync, update, values, type VersionVector } from '../core/dvv.js';
 import { ErrorCode, failure, RingkvError, success, type Failure, type Result } from '../core/errors.js';
 import { then, type Engine, type MaybePromise } from '../storage/engine.js';
@@ -145,7 +146,11 @@ export class KvService implements KeyValueStore {
         if (bytes !== undefined) {
           // Usually the incoming object was built on what this replica holds: it is the merge.
           const clock = decodeClock(bytes);
-          if (!absorbs(theirs, clock.entries, clock.anonymousCount)) merged = encodeObject(sync(decodeObject(bytes), theirs));
+          if (simulationBugs['merge-overwrites']) merged = incoming;
+          else if (!absorbs(theirs, clock.entries, clock.anonymousCount)) {
+            merged = encodeObject(sync(decodeObject(bytes), theirs));
+            mark('kv.merge-changed-replica');
+          }
         }
         return issued(this.engine.put(engineKey, merged), success(undefined));
       }),
@@ -256,15 +261,21 @@ export class KvService implements KeyValueStore {
   private applyWrite(
     engineKey: Buffer,
     storedBytes: Uint8Array | undefined,
-    sibling: Sibling,
+    written: Sibling,
     context: VersionVector | 'current' | undefined,
     options: WriteOptions,
   ): Result<WriteOutcome> | Issued<Result<WriteOutcome>> {
+    let sibling = written;
     let stored: StoredObject | undefined;
     let present = false;
     if (storedBytes !== undefined && context === 'current') {
-      // An overwrite discards every stored value: only the causal history is needed.
-      ({ history: stored, present } = decodeHistory(storedBytes));
+      // An overwrite discards every stored value: only the causal history is needed. It is also
+      // newer than all of them, so its timestamp is too, whatever this node's clock says (a clock
+      // behind another node's would otherwise let a last-write-wins read prefer a replaced value:
+      // found by the simulator with skewed clocks).
+      let newestWrittenAtMs: number;
+      ({ history: stored, present, newestWrittenAtMs } = decodeHistory(storedBytes));
+      if (newestWrittenAtMs >= sibling.writtenAtMs) sibling = { ...sibling, writtenAtMs: newestWrittenAtMs + 1 };
     } else if (storedBytes !== undefined) {
       stored = decodeObject(storedBytes);
       present = values(stored).some((existing) => existing.value !== null);
@@ -286,6 +297,7 @@ export class KvService implements KeyValueStore {
     if (siblingCount > this.options.limits.siblingsMax) {
       return failure(ErrorCode.tooManySiblings, `the write would leave ${siblingCount} siblings (limit ${this.options.limits.siblingsMax}); read the key and write back with its context`);
     }
+    if (siblingCount > 1) mark('kv.siblings-created');
     const encoded = encodeObject(next);
     const outcome = success(new Outcome(true, present, next, encoded));
     const write = issued(this.engine.put(engineKey, encoded), outcome);

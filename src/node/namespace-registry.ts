@@ -48,6 +48,7 @@ export function validateSettings(input: unknown): Result<NamespaceSettings> {
  */
 export class NamespaceRegistry {
   private readonly entries = new Map<string, VersionedSettings>();
+  private persisting: Promise<void> = Promise.resolve();
 
   private constructor(
     private readonly fs: FileSystem,
@@ -96,8 +97,14 @@ export class NamespaceRegistry {
     return changed;
   }
 
-  async persist(): Promise<void> {
-    await writeFileAtomic(this.fs, joinPath(this.dataDir, registryFile), Buffer.from(JSON.stringify(this.list())));
+  /**
+   * Keeps the settings on disk, one write at a time: two at once would share the temporary file
+   * and the second rename would fail (found by the simulator: two namespaces set at once).
+   */
+  persist(): Promise<void> {
+    const write = this.persisting.then(() => writeFileAtomic(this.fs, joinPath(this.dataDir, registryFile), Buffer.from(JSON.stringify(this.list()))));
+    this.persisting = write.catch(() => undefined);
+    return write;
   }
 }
 

@@ -26,6 +26,13 @@ export interface NodeWorld {
   readonly logger: Logger;
   /** The node's peer messenger; absent: TCP on --peer-port. */
   readonly createMessenger?: ClusterWorld['createMessenger'] | undefined;
+  /**
+   * False: no HTTP and RESP listeners; clients call `cluster.store` in process (the simulator,
+   * whose virtual clients must not open sockets). Default true.
+   */
+  readonly clientApis?: boolean | undefined;
+  /** How the storage engine's background work yields between slices; absent: setImmediate. */
+  readonly yieldNow?: (() => Promise<void>) | undefined;
 }
 
 /** Longest restart delay of a failing service. */
@@ -111,11 +118,12 @@ export class RingkvNode {
     const kv = new KvService(undefined, { actor: nodeId.value, clock: world.clock, limits });
     const node = new RingkvNode(config, nodeId.value, world, kv, onEscalate);
     await node.supervisor.start(node.services());
+    const listening = world.clientApis !== false;
     world.logger.info(
       {
         nodeId: nodeId.value,
-        http: `http://${config.host}:${node.http.port()}`,
-        resp: `${config.host}:${node.resp.port()}`,
+        http: listening ? `http://${config.host}:${node.http.port()}` : null,
+        resp: listening ? `${config.host}:${node.resp.port()}` : null,
         peer: `${config.host}:${node.cluster.peerPort ?? config.peerPort}`,
         engine: config.engine,
         dataDir: config.dataDir,
@@ -193,7 +201,7 @@ export class RingkvNode {
         context.fail(new RingkvError(ErrorCode.unavailable, event.message));
       }
     };
-    return LsmEngine.open({ fs: this.world.fs, clock: this.world.clock, onEvent }, join(config.dataDir, 'lsm'), {
+    return LsmEngine.open({ fs: this.world.fs, clock: this.world.clock, onEvent, yieldNow: this.world.yieldNow }, join(config.dataDir, 'lsm'), {
       syncPolicy: config.sync,
       syncIntervalMs: config.syncIntervalMs,
       memtableSizeBytes: config.memtableSizeBytes,
@@ -205,7 +213,7 @@ export class RingkvNode {
 
   private services(): Service[] {
     const timeoutMs = this.config.shutdownTimeoutMs;
-    return [
+    const services: Service[] = [
       {
         name: 'engine',
         start: async (context) => {
@@ -218,6 +226,10 @@ export class RingkvNode {
         },
       },
       { name: 'cluster', start: () => this.cluster.start(), stop: () => this.cluster.stop() },
+    ];
+    if (this.world.clientApis === false) return services;
+    return [
+      ...services,
       { name: 'http', start: () => this.startHttp(), stop: async () => this.httpServer?.stop(timeoutMs) },
       { name: 'resp', start: (context) => this.resp.start((error) => context.fail(error)), stop: () => this.resp.stop(timeoutMs) },
     ];

@@ -66,25 +66,30 @@ export function decodeObject(bytes: Uint8Array): StoredObject {
 
 /**
  * The causal history of an encoded object without its dotted values: entries keep their actor and
- * counter but no values, and `present` tells whether any value (not a tombstone) was stored.
+ * counter but no values, `present` tells whether any value (not a tombstone) was stored, and
+ * `newestWrittenAtMs` is the latest timestamp of any sibling (tombstones too; -1 when none).
  * What an overwrite needs, without materializing the siblings it will discard.
  */
-export function decodeHistory(bytes: Uint8Array): { readonly history: StoredObject; readonly present: boolean } {
+export function decodeHistory(bytes: Uint8Array): { readonly history: StoredObject; readonly present: boolean; readonly newestWrittenAtMs: number } {
   const reader = new Reader(bytes);
   assert(reader.byte() === objectFormatVersion, 'stored object has an unknown format version');
   const entryCount = reader.varint();
   const entries: DvvEntry<Sibling>[] = [];
   let present = false;
+  const newest = { writtenAtMs: -1 };
   for (let index = 0; index < entryCount; index++) {
     const actor = reader.latin1(reader.varint());
     const counter = reader.varint();
-    if (reader.skipSiblings()) present = true;
+    if (reader.skipSiblings(newest)) present = true;
     entries.push({ actor, counter, values: [] });
   }
   const anonymous = reader.siblings();
   assert(reader.offset === bytes.length, 'stored object has trailing bytes');
-  if (anonymous.some((sibling) => sibling.value !== null)) present = true;
-  return { history: { entries, anonymous }, present };
+  for (const sibling of anonymous) {
+    if (sibling.value !== null) present = true;
+    newest.writtenAtMs = Math.max(newest.writtenAtMs, sibling.writtenAtMs);
+  }
+  return { history: { entries, anonymous }, present, newestWrittenAtMs: newest.writtenAtMs };
 }
 
 /**
@@ -259,13 +264,13 @@ class Reader {
     return count;
   }
 
-  /** Steps over a sibling list; true when one of them is a value rather than a tombstone. */
-  skipSiblings(): boolean {
+  /** Steps over a sibling list; true when one of them is a value rather than a tombstone. Keeps the latest timestamp in `newest`. */
+  skipSiblings(newest: { writtenAtMs: number }): boolean {
     const count = this.varint();
     let live = false;
     for (let index = 0; index < count; index++) {
       const flags = this.byte();
-      this.varint();
+      newest.writtenAtMs = Math.max(newest.writtenAtMs, this.varint());
       this.view(this.varint());
       if ((flags & tombstoneFlag) === 0) {
         live = true;

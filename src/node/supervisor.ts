@@ -18,6 +18,7 @@
 import { assert } from '../core/assert.js';
 import type { Clock, TimerHandle } from '../world/clock.js';
 import type { Logger } from './logger.js';
+import { mark } from '../core/simulation-hooks.js';
 
 export interface ServiceContext {
   /**
@@ -206,7 +207,10 @@ export class Supervisor {
   private async startChild(child: Child): Promise<boolean> {
     const name = child.service.name;
     child.incarnation += 1;
-    if (child.incarnation > 1) child.restarts += 1;
+    if (child.incarnation > 1) {
+      child.restarts += 1;
+      mark('supervisor.service-restarted');
+    }
     const incarnation = child.incarnation;
     child.state = 'starting';
     child.needsStop = true;

@@ -4,6 +4,7 @@ import { assert } from '../../core/assert.js';
 import { ErrorCode, RingkvError } from '../../core/errors.js';
 import type { FileSystem } from '../../world/file-system.js';
 import { maskChecksum, OperationKind, RecordType, recordHeaderBytes, segmentFileNamePattern, segmentPath, type LogOperation } from './commit-log-writer.js';
+import { mark } from '../../core/simulation-hooks.js';
 
 /**
  * The commit log's reader (LevelDB's log_reader); format in docs/format/commit-log.md.
@@ -61,6 +62,7 @@ export async function replayCommitLog(
       if (parsed.kind === 'bad') {
         checkTornTail(bytes, offset, path, parsed.reason, { isLastSegment: index === segments.length - 1, lastSequence });
         truncatedBytes += bytes.length - offset;
+        mark('commit-log.torn-tail-truncated');
         await truncateSegment(fs, path, offset);
         break;
       }

@@ -4,6 +4,7 @@ import { ErrorCode, RingkvError } from '../../core/errors.js';
 import type { Clock, TimerHandle } from '../../world/clock.js';
 import type { FileHandle, FileSystem } from '../../world/file-system.js';
 import type { BatchOperation } from '../engine.js';
+import { mark, simulationBugs } from '../../core/simulation-hooks.js';
 
 /**
  * The commit log's writer (LevelDB's log_writer); the reader is commit-log-reader.ts and the
@@ -327,7 +328,11 @@ export class CommitLogWriter {
       this.tail += data.length;
       this.bytesWrittenTotal += data.length;
       this.unsyncedBytes += data.length;
-      if (this.options.syncPolicy === 'always') await this.syncSegment();
+      if (this.options.syncPolicy === 'always') {
+        // The deliberate bug the simulator must catch: acknowledged, then lost by a crash.
+        if (simulationBugs['ack-before-sync']) for (const item of group) item.settle.resolve(item.firstSequence);
+        await this.syncSegment();
+      }
     });
     for (const item of group) {
       if (written) item.settle.resolve(item.firstSequence);
@@ -349,6 +354,7 @@ export class CommitLogWriter {
 
   private async fail(operation: string, offset: number, cause: unknown): Promise<void> {
     if (this.failure !== undefined) return;
+    mark('commit-log.failed');
     const reason = cause instanceof Error ? cause.message : String(cause);
     const path = segmentPath(this.dir, this.currentSegment);
     this.failure = new RingkvError(

@@ -12,6 +12,7 @@ import { Memtable, type RangeTombstone } from './memtable.js';
 import { compareBytes } from './sstable-format.js';
 import { SstableReader, type SstableEntry } from './sstable-reader.js';
 import { SstableWriter } from './sstable-writer.js';
+import { mark } from '../../core/simulation-hooks.js';
 
 /**
  * The log-structured engine (DESIGN.md, "Storage engine"): commit log -> memtable -> SSTables,
@@ -103,7 +104,7 @@ export interface LsmWorld {
   readonly fs: FileSystem;
   readonly clock: Clock;
   /** Lets other work run between compaction slices; default: the next turn of the event loop. */
-  readonly yieldNow?: () => Promise<void>;
+  readonly yieldNow?: (() => Promise<void>) | undefined;
   readonly onEvent?: (event: LsmEvent) => void;
 }
 
@@ -263,6 +264,7 @@ export class LsmEngine implements Engine {
       { segment: nextSegment, nextSequence },
     ));
     const engine = new LsmEngine(world, dir, resolved, cache, writer, manifest, levels, recovered);
+    if (replay.records > 0) mark('commit-log.replayed');
     world.onEvent?.({
       kind: 'recovered',
       records: replay.records,
@@ -460,6 +462,7 @@ export class LsmEngine implements Engine {
   /** Runs `write` now, or once flushes and compactions have made room (write stall). */
   private whenRoom(write: () => Promise<void>): Promise<void> {
     if (!this.stalled()) return settledAsPromise(write);
+    mark('lsm.write-stalled');
     return new Promise<void>((resolve) => this.roomWaiters.push(resolve)).then(() => this.whenRoom(write));
   }
 
@@ -664,6 +667,7 @@ export class LsmEngine implements Engine {
     const bytesRead = plan.inputs.reduce((sum, table) => sum + table.file.fileBytes, 0);
     const bytesWritten = added.reduce((sum, table) => sum + table.file.fileBytes, 0);
     this.bytesCompacted += bytesWritten;
+    mark('lsm.compacted');
     this.world.onEvent?.({
       kind: 'compacted',
       level: plan.level,

@@ -1,6 +1,7 @@
 import { crc32c } from '@node-rs/crc32';
 import { assert } from '../../core/assert.js';
 import { ErrorCode, RingkvError } from '../../core/errors.js';
+import { mark } from '../../core/simulation-hooks.js';
 
 /**
  * The SSTable file format, shared by sstable-writer.ts and sstable-reader.ts. The grammar is in
@@ -36,6 +37,7 @@ export interface Footer {
 }
 
 export function corruption(path: string, what: string): RingkvError {
+  mark('lsm.corruption-detected');
   return new RingkvError(ErrorCode.corruption, `SSTable ${path}: ${what}`);
 }
 

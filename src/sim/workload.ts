@@ -1,0 +1,222 @@
+import type { Random } from '../core/random.js';
+import type { KeyValueStore, ReadResult, WriteOutcome } from '../node/kv-service.js';
+import { decodeObject } from '../node/stored-object.js';
+import type { Result } from '../core/errors.js';
+import type { Scheduler } from './scheduler.js';
+import type { SimCluster } from './sim-cluster.js';
+import type { Trace } from './sim-world.js';
+
+/** The namespaces the virtual clients use: causal siblings (the default mode) and last-write-wins. */
+export const siblingsNamespace = 'sib';
+export const lwwNamespace = 'lww';
+
+/** One client operation, from its invocation to its completion (or the client giving up on it). */
+export interface HistoryOperation {
+  readonly id: number;
+  readonly client: number;
+  readonly node: string;
+  readonly kind: 'put' | 'get' | 'delete';
+  readonly namespace: string;
+  readonly key: string;
+  /** A put's value: unique in the run (`client.sequence`). */
+  readonly value?: string;
+  /** The causal context the client sent; absent: a blind write. */
+  readonly context?: string;
+  readonly r?: number;
+  readonly w?: number;
+  readonly invokedAtMs: number;
+  completedAtMs?: number;
+  /** ok: acknowledged; fail: an error answer; timeout: no answer in time (it may or may not have happened). */
+  outcome: 'pending' | 'ok' | 'fail' | 'timeout';
+  error?: string;
+  /** A get's answer: the live sibling values, sorted, and the context. */
+  read?: { readonly values: readonly string[]; readonly context: string };
+  /** An acknowledged put: the dot its value got at the coordinating replica, and its timestamp. */
+  dot?: readonly [string, number];
+  writtenAtMs?: number;
+}
+
+export interface WorkloadOptions {
+  readonly clients: number;
+  readonly keys: number;
+  /** Virtual ms between a client's operations, drawn from [0, thinkMsMax]. */
+  readonly thinkMsMax: number;
+  /** Write quorums the clients choose from per request. */
+  readonly writeQuorums: readonly number[];
+  readonly readQuorums: readonly number[];
+  /** A client gives up on an operation after this long (virtual ms): outcome `timeout`. */
+  readonly clientTimeoutMs: number;
+}
+
+/**
+ * Virtual clients against random coordinators: blind puts, puts with a possibly stale context,
+ * gets, updates (get, then put with its context), deletes with and without context, each with a
+ * per-request R or W, recorded in the history as invoked and completed.
+ */
+export class Workload {
+  readonly history: HistoryOperation[] = [];
+  private nextId = 0;
+  private stopped = false;
+  private readonly running: Promise<void>[] = [];
+
+  constructor(
+    private readonly cluster: SimCluster,
+    private readonly random: Random,
+    private readonly trace: Trace,
+    private readonly options: WorkloadOptions,
+  ) {}
+
+  start(): void {
+    for (let client = 1; client <= this.options.clients; client++) this.running.push(this.client(client));
+  }
+
+  /** Clients issue nothing new; resolves once every operation in flight has completed or timed out. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await Promise.all(this.running);
+  }
+
+  get completed(): number {
+    return this.history.filter((operation) => operation.outcome !== 'pending').length;
+  }
+
+  private get scheduler(): Scheduler {
+    return this.cluster.scheduler;
+  }
+
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => this.scheduler.schedule(ms, resolve));
+  }
+
+  private async client(client: number): Promise<void> {
+    const random = this.random;
+    const contexts = new Map<string, string>();
+    let sequence = 0;
+    while (!this.stopped) {
+      await this.pause(random.nextFloat() * this.options.thinkMsMax);
+      if (this.stopped) break;
+      const up = this.cluster.nodes.filter((node) => node.store !== undefined);
+      if (up.length === 0) continue;
+      const node = up[random.nextInt(up.length)]!;
+      const lww = random.nextFloat() < 0.25;
+      const namespace = lww ? lwwNamespace : siblingsNamespace;
+      const key = `k${random.nextInt(this.options.keys)}`;
+      const slot = `${namespace}/${key}`;
+      const nextValue = (): string => `${client}.${++sequence}`;
+      const choice = random.nextFloat();
+      if (lww) {
+        if (choice < 0.6) await this.put(client, node.nodeId, namespace, key, nextValue(), undefined);
+        else await this.get(client, node.nodeId, namespace, key);
+        continue;
+      }
+      if (choice < 0.25) {
+        await this.put(client, node.nodeId, namespace, key, nextValue(), undefined);
+      } else if (choice < 0.35) {
+        await this.put(client, node.nodeId, namespace, key, nextValue(), contexts.get(slot));
+      } else if (choice < 0.65) {
+        const read = await this.get(client, node.nodeId, namespace, key);
+        if (read !== undefined) contexts.set(slot, read.context);
+      } else if (choice < 0.85) {
+        // An update: read, then write back with the read's context.
+        const read = await this.get(client, node.nodeId, namespace, key);
+        if (read !== undefined && !this.stopped) await this.put(client, node.nodeId, namespace, key, nextValue(), read.values.length > 0 ? read.context : undefined);
+      } else if (choice < 0.95) {
+        const read = await this.get(client, node.nodeId, namespace, key);
+        if (read !== undefined && read.values.length > 0 && !this.stopped) await this.delete(client, node.nodeId, namespace, key, read.context);
+      } else {
+        await this.delete(client, node.nodeId, namespace, key, undefined);
+      }
+    }
+  }
+
+  private begin(fields: Omit<HistoryOperation, 'id' | 'invokedAtMs' | 'outcome'>): HistoryOperation {
+    const operation: HistoryOperation = { id: this.nextId++, invokedAtMs: this.scheduler.nowMs, outcome: 'pending', ...fields };
+    this.history.push(operation);
+    return operation;
+  }
+
+  /** The store's answer, or 'timeout' once the client stops waiting. */
+  private async call<T>(node: string, run: (store: KeyValueStore) => Result<T> | Promise<Result<T>>): Promise<Result<T> | 'timeout' | 'down'> {
+    const store = this.cluster.node(node).store;
+    if (store === undefined) return 'down';
+    let timer: { cancel(): void } | undefined;
+    const timeout = new Promise<'timeout'>((resolve) => (timer = this.scheduler.schedule(this.options.clientTimeoutMs, () => resolve('timeout'))));
+    const answer = await Promise.race([Promise.resolve(run(store)), timeout]);
+    timer?.cancel();
+    return answer;
+  }
+
+  private finish<T>(operation: HistoryOperation, answer: Result<T> | 'timeout' | 'down'): T | undefined {
+    operation.completedAtMs = this.scheduler.nowMs;
+    if (answer === 'timeout') operation.outcome = 'timeout';
+    else if (answer === 'down') {
+      operation.outcome = 'fail';
+      operation.error = 'the node is down';
+    } else if (!answer.ok) {
+      operation.outcome = 'fail';
+      operation.error = `${answer.code}: ${answer.message}`;
+    } else {
+      operation.outcome = 'ok';
+      return answer.value;
+    }
+    return undefined;
+  }
+
+  private describe(operation: HistoryOperation): string {
+    const quorum = operation.r !== undefined ? ` r=${operation.r}` : operation.w !== undefined ? ` w=${operation.w}` : '';
+    const what = operation.kind === 'put' ? ` = ${operation.value}${operation.context === undefined ? ' (blind)' : ''}` : operation.kind === 'delete' && operation.context === undefined ? ' (blind)' : '';
+    const result = operation.outcome === 'ok' ? (operation.read === undefined ? 'ok' : `[${operation.read.values.join(' ')}]`) : `${operation.outcome}${operation.error === undefined ? '' : ` (${operation.error.slice(0, 120)})`}`;
+    return `#${operation.id} ${operation.kind} ${operation.namespace}/${operation.key}${what}${quorum} @${operation.node} -> ${result}`;
+  }
+
+  private quorum(choices: readonly number[]): number {
+    return choices[this.random.nextInt(choices.length)]!;
+  }
+
+  private async get(client: number, node: string, namespace: string, key: string): Promise<HistoryOperation['read']> {
+    const r = this.quorum(this.options.readQuorums);
+    const operation = this.begin({ client, node, kind: 'get', namespace, key, r });
+    const answer = await this.call(node, (store) => store.get(namespace, Buffer.from(key), { r }));
+    const value: ReadResult | undefined | null = this.finish(operation, answer) ?? (operation.outcome === 'ok' ? undefined : null);
+    if (value !== null) {
+      const values = (value?.siblings ?? []).filter((sibling) => sibling.value !== null).map((sibling) => Buffer.from(sibling.value!).toString('utf8')).sort();
+      operation.read = { values, context: value === undefined ? '' : value.context };
+    }
+    this.trace.add(`c${client}`, this.describe(operation));
+    return operation.read;
+  }
+
+  private async put(client: number, node: string, namespace: string, key: string, value: string, context: string | undefined): Promise<void> {
+    const w = this.quorum(this.options.writeQuorums);
+    const operation = this.begin({ client, node, kind: 'put', namespace, key, value, w, ...(context === undefined ? {} : { context }) });
+    const answer = await this.call(node, (store) => store.put(namespace, Buffer.from(key), Buffer.from(value), { w, ...(context === undefined ? {} : { context }) }));
+    const outcome: WriteOutcome | undefined = this.finish(operation, answer);
+    if (outcome?.encoded !== undefined) {
+      const found = findValue(outcome.encoded, value);
+      if (found !== undefined) {
+        operation.dot = found.dot;
+        operation.writtenAtMs = found.writtenAtMs;
+      }
+    }
+    this.trace.add(`c${client}`, this.describe(operation));
+  }
+
+  private async delete(client: number, node: string, namespace: string, key: string, context: string | undefined): Promise<void> {
+    const w = this.quorum(this.options.writeQuorums);
+    const operation = this.begin({ client, node, kind: 'delete', namespace, key, w, ...(context === undefined ? {} : { context }) });
+    const answer = await this.call(node, (store) => store.delete(namespace, Buffer.from(key), { w, ...(context === undefined ? {} : { context }) }));
+    this.finish(operation, answer);
+    this.trace.add(`c${client}`, this.describe(operation));
+  }
+}
+
+/** The dot and timestamp of `value` in an encoded stored object, if it is a sibling there. */
+export function findValue(encoded: Uint8Array, value: string): { dot: readonly [string, number]; writtenAtMs: number } | undefined {
+  const object = decodeObject(encoded);
+  for (const entry of object.entries) {
+    for (const [index, sibling] of entry.values.entries()) {
+      if (sibling.value !== null && Buffer.from(sibling.value).toString('utf8') === value) return { dot: [entry.actor, entry.counter - index], writtenAtMs: sibling.writtenAtMs };
+    }
+  }
+  return undefined;
+}
