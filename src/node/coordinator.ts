@@ -116,7 +116,10 @@ export class Coordinator implements KeyValueStore {
    */
   delete(namespace: string, key: Uint8Array, options: Pick<WriteOptions, 'context'> & QuorumOptions = {}): MaybePromise<Result<WriteOutcome>> {
     if (this.servesAlone(options)) return this.options.local.delete(namespace, key, options.context === undefined ? {} : { context: options.context });
-    return this.deleteCoordinated(namespace, key, { ...this.namespaceQuorum(namespace), ...withoutUndefined(options) });
+    // The client's context goes along: without it the delete would supersede whatever a quorum
+    // holds now, concurrent writes the client never saw included (found by the simulator).
+    const context = options.context === undefined ? {} : { context: options.context };
+    return this.deleteCoordinated(namespace, key, { ...this.namespaceQuorum(namespace), ...withoutUndefined(options), ...context });
   }
 
   private async deleteCoordinated(namespace: string, key: Uint8Array, options: Pick<WriteOptions, 'context'> & QuorumOptions): Promise<Result<WriteOutcome>> {

@@ -86,6 +86,24 @@ describe('kv: versions and siblings', () => {
     assert.equal(unavailable.code, 'UNAVAILABLE');
   });
 });
+describe('kv: overwrites and clocks', () => {
+  it('kv: an overwrite is newer than what it replaces even when this node\'s clock is behind (last-write-wins)', async () => {
+    const engine = new MemoryEngine();
+    const ahead = new KvService(engine, { actor: 'node-a', clock: { nowMs: () => 0, wallMs: () => 2_000_000, setTimer: () => ({ cancel() {} }) }, limits });
+    const behind = new KvService(engine, { actor: 'node-b', clock: { nowMs: () => 0, wallMs: () => 1_000_000, setTimer: () => ({ cancel() {} }) }, limits });
+    written(await ahead.put('ns', key, Buffer.from('first'), { context: 'current' }));
+    written(await behind.put('ns', key, Buffer.from('second'), { context: 'current' }));
+    const read = await behind.get('ns', key);
+    assert.ok(read.ok && read.value !== undefined);
+    assert.deepEqual(read.value.siblings.map((sibling) => [Buffer.from(sibling.value ?? []).toString(), sibling.writtenAtMs]), [['second', 2_000_001]]);
+    // A blind write keeps its own clock's time: it replaces nothing.
+    written(await behind.put('ns', key, Buffer.from('third')));
+    const both = await behind.get('ns', key);
+    assert.ok(both.ok && both.value !== undefined);
+    assert.deepEqual(both.value.siblings.map((sibling) => sibling.writtenAtMs).sort(), [1_000_000, 2_000_001]);
+  });
+});
+
 
 describe('kv: read-modify-write is serialized per key when the engine is slow', () => {
   it('kv: concurrent overwrites through an async engine keep exactly one value, the last issued (DelayedEngine 2 ms)', async () => {

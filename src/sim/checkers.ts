@@ -83,10 +83,28 @@ export function check(history: readonly HistoryOperation[], finals: readonly Fin
 
 function checkSiblings(slot: string, operations: readonly HistoryOperation[], final: FinalKey, violations: Violation[]): void {
   const writes = operations.filter((operation) => operation.kind === 'put' || operation.kind === 'delete');
+  // A dot names one write. Two values under one dot mean a replica lost a write it had given
+  // the dot to and gave it again: every context covering the dot now "supersedes" both.
+  const byDot = new Map<string, HistoryOperation>();
+  for (const put of writes) {
+    if (put.kind !== 'put' || put.outcome !== 'ok' || put.dot === undefined) continue;
+    const name = put.dot.join(':');
+    const earlier = byDot.get(name);
+    if (earlier !== undefined && earlier.value !== put.value) {
+      violations.push({ checker: 'lost-write', message: `${slot}: acknowledged #${earlier.id} put ${earlier.value} and #${put.id} put ${put.value} both got dot ${name}: the first was lost by its replica and its dot given again` });
+    }
+    byDot.set(name, put);
+  }
+  for (const [value, { dot }] of final.live) {
+    const owner = byDot.get(dot.join(':'));
+    if (owner !== undefined && owner.value !== value) {
+      violations.push({ checker: 'lost-write', message: `${slot}: ${value} holds dot ${dot.join(':')}, which acknowledged #${owner.id} put ${owner.value} got: that write was lost and its dot given again` });
+    }
+  }
   for (const put of writes) {
     if (put.kind !== 'put' || put.outcome !== 'ok' || put.dot === undefined || final.live.has(put.value!)) continue;
     const dot = put.dot;
-    const superseded = writes.some((other) => other !== put && (covers(other.context, dot) || (other.kind === 'delete' && other.context === undefined && other.invokedAtMs >= put.invokedAtMs)));
+    const superseded = writes.some((other) => other !== put && (covers(other.context, dot) || blindDeleteSuperseded(other, put, dot)));
     if (!superseded) {
       violations.push({ checker: 'lost-write', message: `${slot}: #${put.id} put ${put.value} (dot ${dot.join(':')}, w=${put.w}, via ${put.node}) was acknowledged and is gone, and no write superseded it; live now: [${[...final.live.keys()].join(' ')}]` });
     }
@@ -97,6 +115,16 @@ function checkSiblings(slot: string, operations: readonly HistoryOperation[], fi
       violations.push({ checker: 'resurrection', message: `${slot}: ${value} (dot ${dot.join(':')}) is live, but acknowledged ${killer.kind} #${killer.id} superseded it` });
     }
   }
+}
+
+/**
+ * Whether a blind delete may have superseded `put`: an acknowledged one did if the object it left
+ * covers the put's dot without keeping its value; one without an answer may have, if it came later.
+ */
+function blindDeleteSuperseded(other: HistoryOperation, put: HistoryOperation, dot: readonly [string, number]): boolean {
+  if (other.kind !== 'delete' || other.context !== undefined) return false;
+  if (other.after === undefined) return other.outcome !== 'ok' && other.invokedAtMs >= put.invokedAtMs;
+  return other.after.clock.some(([actor, counter]) => actor === dot[0] && counter >= dot[1]) && !other.after.values.includes(put.value!);
 }
 
 function checkLastWriteWins(slot: string, operations: readonly HistoryOperation[], final: FinalKey, violations: Violation[]): void {

@@ -138,7 +138,7 @@ export class SimNode {
     const world = {
       clock: scheduler.clock(incarnation, () => this.clockSkewMs),
       random: new SeededRandom(seeds),
-      fs: incarnationDisk(this.disk, incarnation, scheduler, { syncMs: () => 1 + this.cluster.options.random.nextFloat() * 4 }),
+      fs: incarnationDisk(this.disk, incarnation, scheduler, { syncMs: () => 2 + this.cluster.options.random.nextFloat() * 18 }),
       logger: traceLogger(trace, this.nodeId),
       clientApis: false,
       yieldNow: () => new Promise<void>((resolve) => scheduler.clock(incarnation).setTimer(0, resolve)),

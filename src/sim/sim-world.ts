@@ -21,6 +21,8 @@ export class Trace {
   private readonly lines: string[] = [];
   private next = 0;
   private written = 0;
+  /** Every line of the simulator's own (source 'sim': faults, starts, phases), kept whole. */
+  readonly simulatorLines: string[] = [];
 
   constructor(
     private readonly scheduler: Scheduler,
@@ -29,6 +31,7 @@ export class Trace {
 
   add(source: string, text: string): void {
     const line = `${formatTime(this.scheduler.nowMs)} ${source.padEnd(8)} ${text}`;
+    if (source === 'sim') this.simulatorLines.push(line);
     if (this.lines.length < this.capacity) this.lines.push(line);
     else this.lines[this.next] = line;
     this.next = (this.next + 1) % this.capacity;

@@ -46,6 +46,8 @@ export interface SimulationResult {
   /** SHA-256 of the history's canonical text: equal for two runs of one seed. */
   readonly historyDigest: string;
   readonly trace: readonly string[];
+  /** The simulator's own events of the whole run: faults injected and healed, nodes started, phases. */
+  readonly events: readonly string[];
   readonly marks: ReadonlyMap<MarkName, number>;
   readonly stats: {
     readonly simulatedMs: number;
@@ -131,6 +133,7 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
     history,
     historyDigest: createHash('sha256').update(historyText(history)).digest('hex'),
     trace: trace.last(),
+    events: trace.simulatorLines,
     marks,
     stats: {
       simulatedMs: scheduler.nowMs,
@@ -329,7 +332,7 @@ class FaultInjector {
     if (roll < 0.35 && room) this.crash();
     else if (roll < 0.6 && room) this.partition();
     else if (roll < 0.85) this.weather();
-    else if (roll < 0.9 && this.faulty.size === 0) this.powerLoss();
+    else if (this.faulty.size === 0) this.powerLoss();
   }
 
   private crash(): void {

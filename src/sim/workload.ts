@@ -1,3 +1,4 @@
+import { join, values } from '../core/dvv.js';
 import type { Random } from '../core/random.js';
 import type { KeyValueStore, ReadResult, WriteOutcome } from '../node/kv-service.js';
 import { decodeObject } from '../node/stored-object.js';
@@ -34,6 +35,8 @@ export interface HistoryOperation {
   /** An acknowledged put: the dot its value got at the coordinating replica, and its timestamp. */
   dot?: readonly [string, number];
   writtenAtMs?: number;
+  /** An acknowledged blind delete: the clock of the object it left and the live values it kept (what it superseded is the rest). */
+  after?: { readonly clock: readonly (readonly [string, number])[]; readonly values: readonly string[] };
 }
 
 export interface WorkloadOptions {
@@ -205,7 +208,14 @@ export class Workload {
     const w = this.quorum(this.options.writeQuorums);
     const operation = this.begin({ client, node, kind: 'delete', namespace, key, w, ...(context === undefined ? {} : { context }) });
     const answer = await this.call(node, (store) => store.delete(namespace, Buffer.from(key), { w, ...(context === undefined ? {} : { context }) }));
-    this.finish(operation, answer);
+    const outcome: WriteOutcome | undefined = this.finish(operation, answer);
+    if (outcome !== undefined && context === undefined) {
+      const object = outcome.encoded === undefined ? undefined : decodeObject(outcome.encoded);
+      operation.after = {
+        clock: object === undefined ? [] : join(object),
+        values: object === undefined ? [] : values(object).filter((sibling) => sibling.value !== null).map((sibling) => Buffer.from(sibling.value!).toString('utf8')),
+      };
+    }
     this.trace.add(`c${client}`, this.describe(operation));
   }
 }
