@@ -15,6 +15,7 @@ export const markNames = [
   'commit-log.torn-tail-truncated',
   'commit-log.replayed',
   'commit-log.failed',
+  'lsm.flushed',
   'lsm.write-stalled',
   'lsm.compacted',
   'lsm.corruption-detected',

@@ -49,7 +49,7 @@ export const configOptions = {
   sync: option('sync', z.enum(['always', 'periodic', 'none']), 'always',
     'When the commit log is fsynced: `always` before a write is acknowledged (group commit), `periodic` every `--sync-interval-ms` (a crash loses up to that much), `none` left to the OS.'),
   syncIntervalMs: option('sync-interval-ms', positiveInt.max(60_000), 1000, 'Interval of `--sync periodic`.'),
-  memtableSizeBytes: option('memtable-size-bytes', z.coerce.number().int().min(64 * 1024).max(4 * 1024 * 1024 * 1024), 64 * 1024 * 1024,
+  memtableSizeBytes: option('memtable-size-bytes', z.coerce.number().int().min(16 * 1024).max(4 * 1024 * 1024 * 1024), 64 * 1024 * 1024,
     'Memory a memtable may use before it is flushed to an SSTable (up to two more wait for their flush).'),
   blockCacheBytes: option('block-cache-bytes', z.coerce.number().int().min(0), 64 * 1024 * 1024, 'Bytes of uncompressed SSTable blocks kept in memory for reads.'),
   compression: option('compression', z.enum(['snappy', 'none']), 'snappy', 'Compression of SSTable blocks.'),

@@ -339,7 +339,7 @@ export class Coordinator implements KeyValueStore {
         replication = this.replicate(body, replicas, this.options.self, outcome.encoded, quorum, outcome, localDurable);
       }
     };
-    const local = await (value === null ? this.options.local.delete(namespace, key, { ...options, onIssued }) : this.options.local.put(namespace, key, value, { ...options, onIssued }));
+    const local = await (value === null ? this.options.local.delete(namespace, key, { ...options, onIssued, recordTombstone: true }) : this.options.local.put(namespace, key, value, { ...options, onIssued }));
     settleLocal(local.ok);
     if (replication !== undefined) return replication;
     return local;
@@ -394,7 +394,10 @@ export class Coordinator implements KeyValueStore {
       return reply;
     }
     const { namespace, key, value, options } = body;
-    const result = await (value === null ? this.options.local.delete(namespace, key, options) : this.options.local.put(namespace, key, value, options));
+    // A lagging coordinating replica may hold none of what the delete's context covers: the
+    // tombstone is written anyway and replicated (found by the simulator: an acknowledged
+    // delete that wrote nothing, its value back on the next read).
+    const result = await (value === null ? this.options.local.delete(namespace, key, { ...options, recordTombstone: true }) : this.options.local.put(namespace, key, value, options));
     if (!result.ok) throw new CoordinationFailure(result);
     return { written: result.value.written, previouslyPresent: result.value.previouslyPresent, encoded: result.value.encoded ?? null };
   }

@@ -87,6 +87,17 @@ describe('kv: versions and siblings', () => {
   });
 });
 describe('kv: overwrites and clocks', () => {
+  it('kv: a delete of nothing stored writes nothing, unless a cluster coordinator asks it to record the tombstone', async () => {
+    const kv = service();
+    const skipped = written(await kv.delete('ns', key, { context: 'AQA' }));
+    assert.equal(skipped.written, false);
+    // A lagging replica coordinating a delete: the tombstone carries the context to the replicas that hold the values.
+    const recorded = written(await kv.delete('ns', key, { recordTombstone: true }));
+    assert.equal(recorded.written, true);
+    assert.ok(recorded.encoded !== undefined);
+    assert.deepEqual(text(await kv.get('ns', key)), []);
+  });
+
   it('kv: an overwrite is newer than what it replaces even when this node\'s clock is behind (last-write-wins)', async () => {
     const engine = new MemoryEngine();
     const ahead = new KvService(engine, { actor: 'node-a', clock: { nowMs: () => 0, wallMs: () => 2_000_000, setTimer: () => ({ cancel() {} }) }, limits });

@@ -32,6 +32,11 @@ export interface WriteOptions {
   /** Only write when the key has a live value (Redis SET XX). */
   readonly onlyIfPresent?: boolean;
   /**
+   * A delete writes its tombstone even when no live value is stored here: a cluster replica that
+   * lags may coordinate a delete of values other replicas hold, which the tombstone must reach.
+   */
+  readonly recordTombstone?: boolean;
+  /**
    * Called once the write is handed to the engine (visible to reads, not yet durable), with its
    * outcome: a coordinator starts replicating then instead of after the local fsync.
    */
@@ -185,7 +190,7 @@ export class KvService implements KeyValueStore {
    * Writes a versioned tombstone that supersedes what `options.context` saw ('current': all of
    * it). A key without a live value is left alone (`written: false`).
    */
-  delete(namespace: string, key: Uint8Array, options: Pick<WriteOptions, 'context' | 'onIssued'> = {}): MaybePromise<Result<WriteOutcome>> {
+  delete(namespace: string, key: Uint8Array, options: Pick<WriteOptions, 'context' | 'onIssued' | 'recordTombstone'> = {}): MaybePromise<Result<WriteOutcome>> {
     const invalid = this.validate(namespace, key, undefined);
     if (invalid !== undefined) return invalid;
     const tombstone: Sibling = { value: null, writtenAtMs: this.options.clock.wallMs(), contentType: '' };
@@ -283,9 +288,9 @@ export class KvService implements KeyValueStore {
     const skip =
       (options.onlyIfAbsent === true && present) ||
       (options.onlyIfPresent === true && !present) ||
-      // Deleting what is not there leaves nothing to supersede (a cluster replica will still
-      // record the tombstone: another replica may hold the value).
-      (sibling.value === null && !present);
+      // Deleting what is not there leaves nothing to supersede, unless the delete is coordinated
+      // for a cluster (recordTombstone): another replica may hold what its context covers.
+      (sibling.value === null && !present && options.recordTombstone !== true);
     if (skip) return success(new Outcome(false, present, stored, storedBytes));
     const next =
       context === 'current'

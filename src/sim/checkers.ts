@@ -1,6 +1,6 @@
 import type { DvvSet } from '../core/dvv.js';
 import { decodeContext, type Sibling } from '../node/stored-object.js';
-import { lwwNamespace, siblingsNamespace, type HistoryOperation } from './workload.js';
+import { lwwNamespace, shortValue, siblingsNamespace, type HistoryOperation } from './workload.js';
 
 /** What the cluster holds for one key after healing: each replica's object and each node's read. */
 export interface FinalKey {
@@ -57,7 +57,7 @@ export function check(history: readonly HistoryOperation[], finals: readonly Fin
   }
   for (const operation of history) {
     for (const value of operation.read?.values ?? []) {
-      if (!written.has(value)) violations.push({ checker: 'phantom-value', message: `#${operation.id} read ${operation.namespace}/${operation.key} = ${JSON.stringify(value)}, a value no put wrote` });
+      if (!written.has(value)) violations.push({ checker: 'phantom-value', message: `#${operation.id} read ${operation.namespace}/${operation.key} = ${JSON.stringify(shortValue(value))}, a value no put wrote` });
     }
   }
   for (const final of finals) {
@@ -73,7 +73,7 @@ export function check(history: readonly HistoryOperation[], finals: readonly Fin
     }
     for (const read of final.reads) {
       if (typeof read.values === 'string') continue;
-      for (const value of read.values) if (!written.has(value)) violations.push({ checker: 'phantom-value', message: `${slot}: ${read.nodeId} reads ${JSON.stringify(value)}, a value no put wrote` });
+      for (const value of read.values) if (!written.has(value)) violations.push({ checker: 'phantom-value', message: `${slot}: ${read.nodeId} reads ${JSON.stringify(shortValue(value))}, a value no put wrote` });
     }
     if (final.namespace === siblingsNamespace) checkSiblings(slot, operations, final, violations);
     if (final.namespace === lwwNamespace) checkLastWriteWins(slot, operations, final, violations);
@@ -91,14 +91,14 @@ function checkSiblings(slot: string, operations: readonly HistoryOperation[], fi
     const name = put.dot.join(':');
     const earlier = byDot.get(name);
     if (earlier !== undefined && earlier.value !== put.value) {
-      violations.push({ checker: 'lost-write', message: `${slot}: acknowledged #${earlier.id} put ${earlier.value} and #${put.id} put ${put.value} both got dot ${name}: the first was lost by its replica and its dot given again` });
+      violations.push({ checker: 'lost-write', message: `${slot}: acknowledged #${earlier.id} put ${shortValue(earlier.value!)} and #${put.id} put ${shortValue(put.value!)} both got dot ${name}: the first was lost by its replica and its dot given again` });
     }
     byDot.set(name, put);
   }
   for (const [value, { dot }] of final.live) {
     const owner = byDot.get(dot.join(':'));
     if (owner !== undefined && owner.value !== value) {
-      violations.push({ checker: 'lost-write', message: `${slot}: ${value} holds dot ${dot.join(':')}, which acknowledged #${owner.id} put ${owner.value} got: that write was lost and its dot given again` });
+      violations.push({ checker: 'lost-write', message: `${slot}: ${shortValue(value)} holds dot ${dot.join(':')}, which acknowledged #${owner.id} put ${shortValue(owner.value!)} got: that write was lost and its dot given again` });
     }
   }
   for (const put of writes) {
@@ -106,24 +106,25 @@ function checkSiblings(slot: string, operations: readonly HistoryOperation[], fi
     const dot = put.dot;
     const superseded = writes.some((other) => other !== put && (covers(other.context, dot) || blindDeleteSuperseded(other, put, dot)));
     if (!superseded) {
-      violations.push({ checker: 'lost-write', message: `${slot}: #${put.id} put ${put.value} (dot ${dot.join(':')}, w=${put.w}, via ${put.node}) was acknowledged and is gone, and no write superseded it; live now: [${[...final.live.keys()].join(' ')}]` });
+      violations.push({ checker: 'lost-write', message: `${slot}: #${put.id} put ${shortValue(put.value!)} (dot ${dot.join(':')}, w=${put.w}, via ${put.node}) was acknowledged and is gone, and no write superseded it; live now: [${[...final.live.keys()].map(shortValue).join(' ')}]` });
     }
   }
   for (const [value, { dot }] of final.live) {
     const killer = writes.find((other) => other.outcome === 'ok' && covers(other.context, dot));
     if (killer !== undefined) {
-      violations.push({ checker: 'resurrection', message: `${slot}: ${value} (dot ${dot.join(':')}) is live, but acknowledged ${killer.kind} #${killer.id} superseded it` });
+      violations.push({ checker: 'resurrection', message: `${slot}: ${shortValue(value)} (dot ${dot.join(':')}) is live, but acknowledged ${killer.kind} #${killer.id} superseded it` });
     }
   }
 }
 
 /**
  * Whether a blind delete may have superseded `put`: an acknowledged one did if the object it left
- * covers the put's dot without keeping its value; one without an answer may have, if it came later.
+ * covers the put's dot without keeping its value; one without an answer may have, if it was still
+ * running after the put began (its read of what to delete can come late), or if the client gave up on it.
  */
 function blindDeleteSuperseded(other: HistoryOperation, put: HistoryOperation, dot: readonly [string, number]): boolean {
   if (other.kind !== 'delete' || other.context !== undefined) return false;
-  if (other.after === undefined) return other.outcome !== 'ok' && other.invokedAtMs >= put.invokedAtMs;
+  if (other.after === undefined) return other.outcome === 'timeout' || (other.outcome === 'fail' && (other.completedAtMs ?? Infinity) >= put.invokedAtMs);
   return other.after.clock.some(([actor, counter]) => actor === dot[0] && counter >= dot[1]) && !other.after.values.includes(put.value!);
 }
 
@@ -137,12 +138,12 @@ function checkLastWriteWins(slot: string, operations: readonly HistoryOperation[
   const survivor = survivors[0];
   const survivorInfo = survivor === undefined ? undefined : final.live.get(survivor);
   if (survivor === undefined || survivorInfo === undefined) {
-    violations.push({ checker: 'last-write-wins', message: `${slot}: nothing survives, but #${best.id} put ${best.value} (at ${best.writtenAtMs}) was acknowledged` });
+    violations.push({ checker: 'last-write-wins', message: `${slot}: nothing survives, but #${best.id} put ${shortValue(best.value!)} (at ${best.writtenAtMs}) was acknowledged` });
     return;
   }
   const survivorKey = { writtenAtMs: survivorInfo.writtenAtMs, value: survivor };
   if (newer(best, survivorKey)) {
-    violations.push({ checker: 'last-write-wins', message: `${slot}: ${survivor} (at ${survivorInfo.writtenAtMs}) survives, but acknowledged #${best.id} put ${best.value} has the higher timestamp ${best.writtenAtMs}` });
+    violations.push({ checker: 'last-write-wins', message: `${slot}: ${shortValue(survivor)} (at ${survivorInfo.writtenAtMs}) survives, but acknowledged #${best.id} put ${shortValue(best.value!)} has the higher timestamp ${best.writtenAtMs}` });
   }
 }
 

@@ -75,7 +75,7 @@ export class SimCluster {
         host: node.nodeId,
         peerPort,
         join: node.index === 1 ? '' : `n1:${peerPort}`,
-        memtableSizeBytes: 64 * 1024,
+        memtableSizeBytes: 16 * 1024,
         blockCacheBytes: 256 * 1024,
         requestTimeoutMs: 2000,
         ...this.options.configFlags,

@@ -24,6 +24,8 @@ export interface SimulationOptions {
   /** Nodes that may be down or cut off at once (besides a whole-cluster power loss). */
   readonly faultyMax: number;
   readonly clockSkewMsMax: number;
+  /** Values carry up to this many bytes of padding, so memtables flush and tables compact. */
+  readonly valuePaddingMax: number;
   readonly bugs: readonly BugName[];
 }
 
@@ -35,6 +37,7 @@ export const defaultSimulationOptions: Omit<SimulationOptions, 'seed'> = {
   faults: true,
   faultyMax: 1,
   clockSkewMsMax: 300,
+  valuePaddingMax: 800,
   bugs: [],
 };
 
@@ -91,10 +94,12 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
     workload = new Workload(cluster, new SeededRandom(random.nextUint32()), trace, {
       clients: options.clients,
       keys: options.keys,
+      coldKeys: 400,
       thinkMsMax: 40,
       writeQuorums: [2, 3],
       readQuorums: [1, 2, 3],
       clientTimeoutMs: 6000,
+      valuePaddingMax: options.valuePaddingMax,
     });
     if (violations.length === 0) {
       const loadEndMs = scheduler.nowMs + options.loadMs;

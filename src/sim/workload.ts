@@ -42,6 +42,8 @@ export interface HistoryOperation {
 export interface WorkloadOptions {
   readonly clients: number;
   readonly keys: number;
+  /** Cold keys: a quarter of the operations spread over them. */
+  readonly coldKeys: number;
   /** Virtual ms between a client's operations, drawn from [0, thinkMsMax]. */
   readonly thinkMsMax: number;
   /** Write quorums the clients choose from per request. */
@@ -49,6 +51,8 @@ export interface WorkloadOptions {
   readonly readQuorums: readonly number[];
   /** A client gives up on an operation after this long (virtual ms): outcome `timeout`. */
   readonly clientTimeoutMs: number;
+  /** Values are `client.sequence` padded with up to this many bytes, so memtables fill, flush and compact. */
+  readonly valuePaddingMax: number;
 }
 
 /**
@@ -103,9 +107,11 @@ export class Workload {
       const node = up[random.nextInt(up.length)]!;
       const lww = random.nextFloat() < 0.25;
       const namespace = lww ? lwwNamespace : siblingsNamespace;
-      const key = `k${random.nextInt(this.options.keys)}`;
+      // Most operations go to a few hot keys (conflicts, siblings); the rest spread over many cold
+      // keys, so memtables fill, flush and compact.
+      const key = random.nextFloat() < 0.75 ? `k${random.nextInt(this.options.keys)}` : `c${random.nextInt(this.options.coldKeys)}`;
       const slot = `${namespace}/${key}`;
-      const nextValue = (): string => `${client}.${++sequence}`;
+      const nextValue = (): string => `${client}.${++sequence}${'~'.repeat(random.nextInt(this.options.valuePaddingMax + 1))}`;
       const choice = random.nextFloat();
       if (lww) {
         if (choice < 0.6) await this.put(client, node.nodeId, namespace, key, nextValue(), undefined);
@@ -115,7 +121,9 @@ export class Workload {
       if (choice < 0.25) {
         await this.put(client, node.nodeId, namespace, key, nextValue(), undefined);
       } else if (choice < 0.35) {
-        await this.put(client, node.nodeId, namespace, key, nextValue(), contexts.get(slot));
+        // A context from an earlier read, perhaps stale by now ('' when that read found nothing).
+        const context = contexts.get(slot);
+        await this.put(client, node.nodeId, namespace, key, nextValue(), context === '' ? undefined : context);
       } else if (choice < 0.65) {
         const read = await this.get(client, node.nodeId, namespace, key);
         if (read !== undefined) contexts.set(slot, read.context);
@@ -167,8 +175,8 @@ export class Workload {
 
   private describe(operation: HistoryOperation): string {
     const quorum = operation.r !== undefined ? ` r=${operation.r}` : operation.w !== undefined ? ` w=${operation.w}` : '';
-    const what = operation.kind === 'put' ? ` = ${operation.value}${operation.context === undefined ? ' (blind)' : ''}` : operation.kind === 'delete' && operation.context === undefined ? ' (blind)' : '';
-    const result = operation.outcome === 'ok' ? (operation.read === undefined ? 'ok' : `[${operation.read.values.join(' ')}]`) : `${operation.outcome}${operation.error === undefined ? '' : ` (${operation.error.slice(0, 120)})`}`;
+    const what = operation.kind === 'put' ? ` = ${shortValue(operation.value!)}${operation.context === undefined ? ' (blind)' : ''}` : operation.kind === 'delete' && operation.context === undefined ? ' (blind)' : '';
+    const result = operation.outcome === 'ok' ? (operation.read === undefined ? 'ok' : `[${operation.read.values.map(shortValue).join(' ')}]`) : `${operation.outcome}${operation.error === undefined ? '' : ` (${operation.error.slice(0, 120)})`}`;
     return `#${operation.id} ${operation.kind} ${operation.namespace}/${operation.key}${what}${quorum} @${operation.node} -> ${result}`;
   }
 
@@ -218,6 +226,12 @@ export class Workload {
     }
     this.trace.add(`c${client}`, this.describe(operation));
   }
+}
+
+/** A value without its padding, for traces: `3.17~(212)`. */
+export function shortValue(value: string): string {
+  const padding = value.indexOf('~');
+  return padding < 0 ? value : `${value.slice(0, padding)}~(${value.length - padding})`;
 }
 
 /** The dot and timestamp of `value` in an encoded stored object, if it is a sibling there. */

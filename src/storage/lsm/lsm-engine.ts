@@ -617,6 +617,7 @@ export class LsmEngine implements Engine {
     await deleteSegmentsBefore(this.world.fs, this.dir, segment);
     const fileBytes = added.reduce((sum, table) => sum + table.file.fileBytes, 0);
     this.bytesFlushed += fileBytes;
+    mark('lsm.flushed');
     this.world.onEvent?.({ kind: 'flushed', entries: memtable.count, fileBytes, ms: Math.round(this.world.clock.nowMs() - startedMs) });
   }
 
