@@ -97,6 +97,8 @@ export class KvService implements KeyValueStore {
   /** Namespaces already checked against the pattern; bounded, as clients choose the names. */
   private readonly validNamespaces = new Set<string>();
   private attached: Engine | undefined;
+  /** The DVV actor new versions are written as: the node id, or its epoch (actor-epoch.ts). */
+  private actor: string;
 
   constructor(
     engine: Engine | undefined,
@@ -104,11 +106,14 @@ export class KvService implements KeyValueStore {
   ) {
     assert(options.actor.length > 0, 'actor (node id) must not be empty');
     this.attached = engine;
+    this.actor = options.actor;
   }
 
-  /** Serves from `engine` (after the engine service started or restarted). */
-  attach(engine: Engine): void {
+  /** Serves from `engine` (after the engine service started or restarted), writing versions as `actor`. */
+  attach(engine: Engine, actor = this.actor): void {
+    assert(actor.length > 0, 'actor must not be empty');
     this.attached = engine;
+    this.actor = actor;
   }
 
   /** Stops serving: until the next attach every operation fails with UNAVAILABLE. */
@@ -294,8 +299,8 @@ export class KvService implements KeyValueStore {
     if (skip) return success(new Outcome(false, present, stored, storedBytes));
     const next =
       context === 'current'
-        ? overwrite(stored, this.options.actor, sibling)
-        : update(clientWrite(sibling, context ?? []), this.options.actor, stored);
+        ? overwrite(stored, this.actor, sibling)
+        : update(clientWrite(sibling, context ?? []), this.actor, stored);
     // Live siblings count: a reader never sees tombstones, so it could not resolve them.
     // An overwrite leaves exactly its own value.
     const siblingCount = context === 'current' ? 1 : values(next).filter((candidate) => candidate.value !== null).length;

@@ -11,6 +11,7 @@ import { MemoryEngine } from '../storage/memory-engine.js';
 import type { Clock } from '../world/clock.js';
 import type { FileSystem } from '../world/file-system.js';
 import type { Config } from './config.js';
+import { beginEpoch, endEpochCleanly } from './actor-epoch.js';
 import { ClusterService, type ClusterWorld } from './cluster-service.js';
 import { KvService } from './kv-service.js';
 import type { Logger } from './logger.js';
@@ -46,6 +47,8 @@ const restartBackoffMaxMs = 30_000;
 export class RingkvNode {
   private readonly startedAtMs: number;
   private engine: Engine | undefined;
+  /** The actor epoch of the running engine incarnation (actor-epoch.ts). */
+  private epoch: number | undefined;
   private stopping: Promise<void> | undefined;
   /** Made anew by each start of the http service (a server is started once). */
   private httpServer: HttpServer | undefined;
@@ -217,12 +220,21 @@ export class RingkvNode {
       {
         name: 'engine',
         start: async (context) => {
-          this.engine = await this.openEngine(context);
-          this.kv.attach(this.engine);
+          const { fs, logger } = this.world;
+          const keepsData = this.config.engine === 'lsm';
+          const hasData = keepsData && (await fs.exists(join(this.config.dataDir, 'lsm')));
+          const engine = await this.openEngine(context);
+          const epoch = await beginEpoch(fs, this.config.dataDir, this.nodeId, { engineKeepsData: keepsData, engineHasData: hasData });
+          if (epoch.epoch > 0) logger.info({ epoch: epoch.epoch, actor: epoch.actor }, 'new versions are written under a new actor epoch (the last stop was not clean)');
+          this.engine = engine;
+          this.epoch = epoch.epoch;
+          this.kv.attach(engine, epoch.actor);
         },
         stop: async () => {
           this.kv.detach();
-          await this.engine?.close();
+          const engine = this.engine;
+          await engine?.close();
+          if (engine instanceof LsmEngine && engine.closedCleanly && this.epoch !== undefined) await endEpochCleanly(this.world.fs, this.config.dataDir, this.epoch);
         },
       },
       { name: 'cluster', start: () => this.cluster.start(), stop: () => this.cluster.stop() },

@@ -174,6 +174,7 @@ export class LsmEngine implements Engine {
   private readonly flushQueue: PendingFlush[] = [];
   private closed = false;
   private closing: Promise<void> | undefined;
+  private closedCleanlyValue = false;
   private background: Promise<void> | undefined;
   private retryTimer: { cancel(): void } | undefined;
   /** The error of the last background step while its retry waits. */
@@ -375,13 +376,24 @@ export class LsmEngine implements Engine {
     await this.settle();
   }
 
+  /**
+   * True once close() finished with every accepted write durable: no commit-log failure, the
+   * final fsync done. False while open, and after a close that may have lost unsynced writes.
+   */
+  get closedCleanly(): boolean {
+    return this.closedCleanlyValue;
+  }
+
   close(): Promise<void> {
     if (this.closing === undefined) {
       this.closed = true;
       this.retryTimer?.cancel();
       this.closing = (async () => {
         await this.background?.catch(() => undefined);
-        await this.writer.close().catch(() => undefined);
+        this.closedCleanlyValue = await this.writer.close().then(
+          () => this.logFailure === undefined && !this.writer.failed,
+          () => false,
+        );
         this.wakeWaiters();
         for (const table of this.version.tables()) await table.reader.close();
       })();
