@@ -49,7 +49,7 @@ function summary(result: SimulationResult): string {
   const faults = Object.entries(stats.faults).map(([kind, count]) => `${kind} ${count}`).join(', ') || 'none';
   return (
     `seed ${result.seed}: ${result.violations.length === 0 ? 'PASS' : `FAIL (${result.violations.length} violations)`} · ` +
-    `${(stats.simulatedMs / 1000).toFixed(0)} s simulated in ${(stats.wallMs / 1000).toFixed(1)} s (${stats.nodeSecondsPerSecond.toFixed(0)} node-s/s) · ` +
+    `${(stats.simulatedMs / 1000).toFixed(0)} s simulated in ${(stats.wallMs / 1000).toFixed(1)} s (${stats.nodeSecondsPerSecond.toFixed(0)} node-s/s; under load ${stats.loadNodeSecondsPerSecond.toFixed(0)}) · ` +
     `ops ok ${operations.ok} fail ${operations.fail} timeout ${operations.timeout} · faults: ${faults} · history ${result.historyDigest.slice(0, 16)}`
   );
 }

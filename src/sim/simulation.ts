@@ -41,6 +41,13 @@ export const defaultSimulationOptions: Omit<SimulationOptions, 'seed'> = {
   bugs: [],
 };
 
+/** Simulated and wall-clock time of one phase of a run: form, load, drain and heal, check. */
+export interface Phase {
+  readonly name: string;
+  readonly simulatedMs: number;
+  readonly wallMs: number;
+}
+
 export interface SimulationResult {
   readonly seed: number;
   readonly options: SimulationOptions;
@@ -58,6 +65,9 @@ export interface SimulationResult {
     /** Simulated seconds times nodes, per wall-clock second. */
     readonly nodeSecondsPerSecond: number;
     readonly events: number;
+    readonly phases: readonly Phase[];
+    /** The load phase alone: simulated node-seconds per wall second while clients and faults run. */
+    readonly loadNodeSecondsPerSecond: number;
     readonly operations: Readonly<Record<HistoryOperation['outcome'], number>>;
     readonly faults: Readonly<Record<string, number>>;
   };
@@ -88,6 +98,12 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
   const cluster = new SimCluster({ nodes: options.nodes, scheduler, random: new SeededRandom(random.nextUint32()), trace, clockSkewMsMax: options.clockSkewMsMax });
   const faultCounts: Record<string, number> = {};
   const violations: Violation[] = [];
+  const phases: Phase[] = [];
+  let phaseStart = { name: 'form', simulatedMs: 0, wallMs: performance.now() };
+  const phase = (next: string): void => {
+    phases.push({ name: phaseStart.name, simulatedMs: scheduler.nowMs - phaseStart.simulatedMs, wallMs: performance.now() - phaseStart.wallMs });
+    phaseStart = { name: next, simulatedMs: scheduler.nowMs, wallMs: performance.now() };
+  };
   let workload: Workload | undefined;
   try {
     await formCluster(cluster, trace, violations);
@@ -103,18 +119,22 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
     });
     if (violations.length === 0) {
       const loadEndMs = scheduler.nowMs + options.loadMs;
+      phase('load');
       workload.start();
       const injector = options.faults ? new FaultInjector(cluster, new SeededRandom(random.nextUint32()), trace, options.faultyMax, faultCounts) : undefined;
       injector?.start(loadEndMs);
       await runWithInvariants(cluster, loadEndMs, violations);
+      phase('drain and heal');
       const stopping = workload.stop();
       let stopped = false;
       void stopping.then(() => (stopped = true));
       await runWithInvariants(cluster, scheduler.nowMs + 20_000, violations, () => stopped);
       injector?.stop();
       await heal(cluster, trace, violations);
+      phase('check');
       if (violations.length === 0) violations.push(...check(workload.history, await finalState(cluster, workload.history)));
     }
+    phase('end');
   } catch (error) {
     violations.push({ checker: 'assertion', message: `the simulation itself failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}` });
   } finally {
@@ -145,10 +165,16 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
       wallMs,
       nodeSecondsPerSecond: (scheduler.nowMs / 1000) * options.nodes / (wallMs / 1000),
       events: scheduler.eventsRun,
+      phases,
+      loadNodeSecondsPerSecond: nodeSecondsPerSecond(phases.find((entry) => entry.name === 'load'), options.nodes),
       operations,
       faults: faultCounts,
     },
   };
+}
+
+function nodeSecondsPerSecond(phase: Phase | undefined, nodes: number): number {
+  return phase === undefined || phase.wallMs === 0 ? 0 : (phase.simulatedMs / 1000) * nodes / (phase.wallMs / 1000);
 }
 
 /** Runs until `untilMs`, checking the membership views' invariants every simulated second. */
@@ -234,39 +260,25 @@ async function heal(cluster: SimCluster, trace: Trace, violations: Violation[]):
  */
 async function finalState(cluster: SimCluster, history: readonly HistoryOperation[]): Promise<FinalKey[]> {
   const scheduler = cluster.scheduler;
-  const slots = [...new Set(history.map((operation) => `${operation.namespace}/${operation.key}`))].sort();
+  const slots = [...new Set(history.map((operation) => `${operation.namespace}/${operation.key}`))].sort().map((slot) => slot.split('/') as [string, string]);
   const readThrough = async (node: SimNode, namespace: string, key: string): Promise<readonly string[] | string> => {
     const store = node.store;
     if (store === undefined) return `${node.nodeId} is down`;
-    const answer = (await scheduler.settle(Promise.resolve(store.get(namespace, Buffer.from(key), { r: 3 })), 10_000))?.value;
-    if (answer === undefined) return 'no answer';
+    const answer = await store.get(namespace, Buffer.from(key), { r: 3 });
     if (!answer.ok) return `${answer.code}: ${answer.message}`;
     return (answer.value?.siblings ?? []).filter((sibling) => sibling.value !== null).map((sibling) => Buffer.from(sibling.value!).toString('utf8')).sort();
   };
-  // One repairing read per key, then time for the repairs to land.
-  for (const slot of slots) {
-    const [namespace, key] = slot.split('/') as [string, string];
-    await readThrough(cluster.nodes[0]!, namespace, key);
-  }
-  await scheduler.runFor(3000);
-  const finals: FinalKey[] = [];
-  for (const slot of slots) {
-    const [namespace, key] = slot.split('/') as [string, string];
-    const reads: { nodeId: string; values: readonly string[] | string }[] = [];
-    for (const node of cluster.nodes) reads.push({ nodeId: node.nodeId, values: await readThrough(node, namespace, key) });
+  const inspect = async ([namespace, key]: [string, string]): Promise<FinalKey> => {
+    const reads = await Promise.all(cluster.nodes.map(async (node) => ({ nodeId: node.nodeId, values: await readThrough(node, namespace, key) })));
     const ring = cluster.nodes[0]!.ringkv!.cluster.membership!.ring;
     const primaries = preferenceList(ring, keyPartition(namespace, Buffer.from(key), ring.partitionCount), 3, () => true).filter((entry) => entry.role === 'primary');
     const replicas: { nodeId: string; canonical: string }[] = [];
     let merged: DvvSet<Sibling> | undefined;
     for (const primary of primaries) {
       const kv = cluster.node(primary.nodeId).ringkv?.kv;
-      if (kv === undefined) {
-        replicas.push({ nodeId: primary.nodeId, canonical: 'node down' });
-        continue;
-      }
-      const stored = (await scheduler.settle(Promise.resolve(kv.readObject(namespace, Buffer.from(key))), 10_000))?.value;
+      const stored = kv === undefined ? undefined : await kv.readObject(namespace, Buffer.from(key));
       if (stored === undefined || !stored.ok) {
-        replicas.push({ nodeId: primary.nodeId, canonical: `unreadable: ${stored?.message ?? 'no answer'}` });
+        replicas.push({ nodeId: primary.nodeId, canonical: stored === undefined ? 'node down' : `unreadable: ${stored.message}` });
         continue;
       }
       const object = stored.value === undefined ? undefined : decodeObject(stored.value);
@@ -279,9 +291,22 @@ async function finalState(cluster: SimCluster, history: readonly HistoryOperatio
         if (sibling.value !== null) live.set(Buffer.from(sibling.value).toString('utf8'), { dot: [entry.actor, entry.counter - index], writtenAtMs: sibling.writtenAtMs });
       }
     }
-    finals.push({ namespace, key, replicas, reads, live });
-  }
-  return finals;
+    return { namespace, key, replicas, reads, live };
+  };
+  /** Runs `work` over every key, 32 at a time, on virtual time. */
+  const overKeys = async <T>(work: (slot: [string, string]) => Promise<T>): Promise<T[]> => {
+    const results: T[] = [];
+    for (let start = 0; start < slots.length; start += 32) {
+      const batch = await scheduler.settle(Promise.all(slots.slice(start, start + 32).map(work)), 60_000);
+      if (batch === undefined) throw new Error('reading the final state did not finish within 60 s of simulated time');
+      results.push(...batch.value);
+    }
+    return results;
+  };
+  // One repairing read per key, then time for the repairs to land; then every node's view.
+  await overKeys(([namespace, key]) => readThrough(cluster.nodes[0]!, namespace, key));
+  await scheduler.runFor(3000);
+  return overKeys(inspect);
 }
 
 /**

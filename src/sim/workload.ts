@@ -51,7 +51,7 @@ export interface WorkloadOptions {
   readonly readQuorums: readonly number[];
   /** A client gives up on an operation after this long (virtual ms): outcome `timeout`. */
   readonly clientTimeoutMs: number;
-  /** Values are `client.sequence` padded with up to this many bytes, so memtables fill, flush and compact. */
+  /** Values of cold keys are `client.sequence` padded with up to this many bytes, so memtables fill, flush and compact. */
   readonly valuePaddingMax: number;
 }
 
@@ -109,9 +109,11 @@ export class Workload {
       const namespace = lww ? lwwNamespace : siblingsNamespace;
       // Most operations go to a few hot keys (conflicts, siblings); the rest spread over many cold
       // keys, so memtables fill, flush and compact.
-      const key = random.nextFloat() < 0.75 ? `k${random.nextInt(this.options.keys)}` : `c${random.nextInt(this.options.coldKeys)}`;
+      const hot = random.nextFloat() < 0.75;
+      const key = hot ? `k${random.nextInt(this.options.keys)}` : `c${random.nextInt(this.options.coldKeys)}`;
       const slot = `${namespace}/${key}`;
-      const nextValue = (): string => `${client}.${++sequence}${'~'.repeat(random.nextInt(this.options.valuePaddingMax + 1))}`;
+      // Cold keys get the padding: hot keys gather siblings, and every write rewrites them all.
+      const nextValue = (): string => `${client}.${++sequence}${hot ? '' : '~'.repeat(random.nextInt(this.options.valuePaddingMax + 1))}`;
       const choice = random.nextFloat();
       if (lww) {
         if (choice < 0.6) await this.put(client, node.nodeId, namespace, key, nextValue(), undefined);
