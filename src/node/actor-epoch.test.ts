@@ -1,41 +1,57 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { createMemoryFileSystem } from '../world/memory-file-system.js';
-import { actorOf, beginEpoch, endEpochCleanly } from './actor-epoch.js';
+import { SeededRandom } from '../core/random.js';
+import { createMemoryFileSystem, type MemoryFileSystem } from '../world/memory-file-system.js';
+import { beginEpoch, endEpochCleanly } from './actor-epoch.js';
+
+async function disk(): Promise<MemoryFileSystem> {
+  const fs = createMemoryFileSystem();
+  await fs.mkdir('/d');
+  await fs.syncDirectory('/');
+  return fs;
+}
 
 describe('node: actor epochs', () => {
-  const lsm = { engineKeepsData: true, engineHasData: true };
+  const random = new SeededRandom(1);
+  const lsm = { engineKeepsData: true, engineHasData: true, freshNode: false };
 
-  it('node: a fresh node writes as its id; a clean stop keeps the epoch; an unclean one starts the next', async () => {
-    const fs = createMemoryFileSystem();
-    await fs.mkdir('/d');
-    await fs.syncDirectory('/');
-    const first = await beginEpoch(fs, '/d', 'n1', { engineKeepsData: true, engineHasData: false });
+  it('node: a new node writes as its id; a clean stop keeps the actor; an unclean one (or a crash) gets a new one', async () => {
+    const fs = await disk();
+    const first = await beginEpoch(fs, '/d', 'n1', random, { engineKeepsData: true, engineHasData: false, freshNode: true });
     assert.deepEqual(first, { epoch: 0, actor: 'n1' });
-    await endEpochCleanly(fs, '/d', first.epoch);
-    assert.deepEqual(await beginEpoch(fs, '/d', 'n1', lsm), { epoch: 0, actor: 'n1' });
+    await endEpochCleanly(fs, '/d', first);
+    assert.deepEqual(await beginEpoch(fs, '/d', 'n1', random, lsm), first);
     // No clean end: the writes of that incarnation may be lost, so its dots must not be reused.
-    assert.deepEqual(await beginEpoch(fs, '/d', 'n1', lsm), { epoch: 1, actor: 'n1~1' });
+    const second = await beginEpoch(fs, '/d', 'n1', random, lsm);
+    assert.equal(second.epoch, 1);
+    assert.match(second.actor, /^n1~[0-9a-z]{8}$/);
     fs.crash();
-    assert.deepEqual(await beginEpoch(fs, '/d', 'n1', lsm), { epoch: 2, actor: 'n1~2' });
+    const third = await beginEpoch(fs, '/d', 'n1', random, lsm);
+    assert.equal(third.epoch, 2);
+    assert.notEqual(third.actor, second.actor);
   });
 
-  it('node: the epoch survives a crash right after it was decided (it is durable before the engine serves)', async () => {
-    const fs = createMemoryFileSystem();
-    await fs.mkdir('/d');
-    await fs.syncDirectory('/');
-    await beginEpoch(fs, '/d', 'n1', lsm);
+  it('node: the actor is durable before the engine serves: a crash right after keeps it from being reused', async () => {
+    const fs = await disk();
+    const first = await beginEpoch(fs, '/d', 'n1', random, lsm);
     fs.crash();
-    assert.equal((await beginEpoch(fs, '/d', 'n1', lsm)).epoch, 2);
+    const next = await beginEpoch(fs, '/d', 'n1', random, lsm);
+    assert.equal(next.epoch, first.epoch + 1);
+    assert.notEqual(next.actor, first.actor);
   });
 
-  it('node: a memory engine, which keeps nothing, starts a new epoch at every start but the first', async () => {
-    const fs = createMemoryFileSystem();
-    await fs.mkdir('/d');
-    const memory = { engineKeepsData: false, engineHasData: false };
-    assert.equal((await beginEpoch(fs, '/d', 'n1', memory)).epoch, 0);
-    await endEpochCleanly(fs, '/d', 0);
-    assert.equal((await beginEpoch(fs, '/d', 'n1', memory)).epoch, 1);
-    assert.equal(actorOf('n1', 3), 'n1~3');
+  it('node: a configured node id on an empty disk (perhaps a replaced one) never writes as the bare id', async () => {
+    const fs = await disk();
+    const epoch = await beginEpoch(fs, '/d', 'n1', random, { engineKeepsData: true, engineHasData: false, freshNode: false });
+    assert.match(epoch.actor, /^n1~/);
+  });
+
+  it('node: a memory engine, which keeps nothing, gets a new actor at every start but the first', async () => {
+    const fs = await disk();
+    const memory = { engineKeepsData: false, engineHasData: false, freshNode: true };
+    const first = await beginEpoch(fs, '/d', 'n1', random, memory);
+    assert.equal(first.actor, 'n1');
+    await endEpochCleanly(fs, '/d', first);
+    assert.notEqual((await beginEpoch(fs, '/d', 'n1', random, memory)).actor, 'n1');
   });
 });

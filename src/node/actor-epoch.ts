@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { randomId, type Random } from '../core/random.js';
 import { writeFileAtomic, type FileSystem } from '../world/file-system.js';
 
 /**
@@ -9,11 +10,15 @@ import { writeFileAtomic, type FileSystem } from '../world/file-system.js';
  * ones they hold and drop them (found by the simulator: an acknowledged last-write-wins put
  * lost after its coordinating replica had crashed). Riak solves it with vnode ids that change
  * after an unclean stop; so does this: each start after an unclean stop (or of an engine that
- * keeps nothing, the memory engine) is a new epoch, and epoch n > 0 writes as `nodeId~n`
- * ('~' is never in a node id). A clean stop keeps the epoch, so clocks grow by an entry per
- * crash, not per restart.
+ * keeps nothing, the memory engine) is a new epoch, which writes as `nodeId~<random id>` ('~' is
+ * never in a node id). Random, not counted: a node whose disk was replaced starts over with no
+ * record of the epochs it used, and must not reuse one. A brand-new data directory's first
+ * epoch writes as the bare node id only when no engine data existed anywhere before: the first
+ * start of a node. A clean stop keeps the epoch, so clocks grow by an entry per crash, not per
+ * restart.
  */
 export interface ActorEpoch {
+  /** Starts of the engine with a new actor in this data directory (0: the first). */
   readonly epoch: number;
   readonly actor: string;
 }
@@ -22,35 +27,41 @@ const epochFile = 'actor-epoch.json';
 
 interface EpochState {
   readonly epoch: number;
+  readonly actor: string;
   /** Whether the incarnation of this epoch ended with every accepted write durable. */
   readonly clean: boolean;
-}
-
-export function actorOf(nodeId: string, epoch: number): string {
-  return epoch === 0 ? nodeId : `${nodeId}~${epoch}`;
 }
 
 /**
  * Called before an engine incarnation serves: decides its epoch and records it as running
  * (not clean) durably, so a crash from here on starts the next epoch.
  */
-export async function beginEpoch(fs: FileSystem, dataDir: string, nodeId: string, options: { readonly engineKeepsData: boolean; readonly engineHasData: boolean }): Promise<ActorEpoch> {
+export async function beginEpoch(
+  fs: FileSystem,
+  dataDir: string,
+  nodeId: string,
+  random: Random,
+  options: { readonly engineKeepsData: boolean; readonly engineHasData: boolean; readonly freshNode: boolean },
+): Promise<ActorEpoch> {
   const path = join(dataDir, epochFile);
-  let epoch: number;
+  const fresh = (epoch: number): EpochState => ({ epoch, actor: `${nodeId}~${randomId(random, 8)}`, clean: false });
+  let state: EpochState;
   if (await fs.exists(path)) {
-    const state = JSON.parse(Buffer.from(await fs.readFile(path)).toString('utf8')) as EpochState;
-    epoch = state.clean && options.engineKeepsData ? state.epoch : state.epoch + 1;
+    const kept = JSON.parse(Buffer.from(await fs.readFile(path)).toString('utf8')) as EpochState;
+    state = kept.clean && options.engineKeepsData ? { ...kept, clean: false } : fresh(kept.epoch + 1);
   } else {
-    // A data directory from before epochs existed may hold versions of an unclean stop.
-    epoch = options.engineHasData ? 1 : 0;
+    // The bare node id only for a node's very first start: a data directory that holds engine
+    // data (from before epochs existed), or a node id that was not generated here just now (set
+    // by configuration, so perhaps used before on a lost disk), gets a fresh actor.
+    state = options.freshNode && !options.engineHasData ? { epoch: 0, actor: nodeId, clean: false } : fresh(1);
   }
-  await writeEpoch(fs, path, { epoch, clean: false });
-  return { epoch, actor: actorOf(nodeId, epoch) };
+  await writeEpoch(fs, path, state);
+  return { epoch: state.epoch, actor: state.actor };
 }
 
 /** Called after the engine closed with every accepted write durable: the next start keeps the epoch. */
-export async function endEpochCleanly(fs: FileSystem, dataDir: string, epoch: number): Promise<void> {
-  await writeEpoch(fs, join(dataDir, epochFile), { epoch, clean: true });
+export async function endEpochCleanly(fs: FileSystem, dataDir: string, epoch: ActorEpoch): Promise<void> {
+  await writeEpoch(fs, join(dataDir, epochFile), { epoch: epoch.epoch, actor: epoch.actor, clean: true });
 }
 
 function writeEpoch(fs: FileSystem, path: string, state: EpochState): Promise<void> {

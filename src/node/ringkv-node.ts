@@ -11,7 +11,7 @@ import { MemoryEngine } from '../storage/memory-engine.js';
 import type { Clock } from '../world/clock.js';
 import type { FileSystem } from '../world/file-system.js';
 import type { Config } from './config.js';
-import { beginEpoch, endEpochCleanly } from './actor-epoch.js';
+import { beginEpoch, endEpochCleanly, type ActorEpoch } from './actor-epoch.js';
 import { ClusterService, type ClusterWorld } from './cluster-service.js';
 import { KvService } from './kv-service.js';
 import type { Logger } from './logger.js';
@@ -48,7 +48,7 @@ export class RingkvNode {
   private readonly startedAtMs: number;
   private engine: Engine | undefined;
   /** The actor epoch of the running engine incarnation (actor-epoch.ts). */
-  private epoch: number | undefined;
+  private epoch: ActorEpoch | undefined;
   private stopping: Promise<void> | undefined;
   /** Made anew by each start of the http service (a server is started once). */
   private httpServer: HttpServer | undefined;
@@ -62,6 +62,7 @@ export class RingkvNode {
     private readonly world: NodeWorld,
     readonly kv: KvService,
     onEscalate: (reason: EscalationReason) => void,
+    private readonly freshNode: boolean,
   ) {
     this.startedAtMs = world.clock.nowMs();
     this.supervisor = new Supervisor({
@@ -115,11 +116,13 @@ export class RingkvNode {
 
   /** Starts a node; resolves once every service runs. `onEscalate` is told when the node must stop. */
   static async start(config: Config, world: NodeWorld, onEscalate: (reason: EscalationReason) => void): Promise<RingkvNode> {
+    // A node id generated on this start belongs to a node that never wrote anything anywhere.
+    const freshNode = config.nodeId === undefined && !(await world.fs.exists(join(config.dataDir, 'node-id')));
     const nodeId = await resolveNodeId(world.fs, world.random, config.dataDir, config.nodeId);
     if (!nodeId.ok) throw new RingkvError(nodeId.code, nodeId.message);
     const limits = { keyBytesMax: config.keyBytesMax, valueBytesMax: config.valueBytesMax, siblingsMax: config.siblingsMax };
     const kv = new KvService(undefined, { actor: nodeId.value, clock: world.clock, limits });
-    const node = new RingkvNode(config, nodeId.value, world, kv, onEscalate);
+    const node = new RingkvNode(config, nodeId.value, world, kv, onEscalate, freshNode);
     await node.supervisor.start(node.services());
     const listening = world.clientApis !== false;
     world.logger.info(
@@ -224,10 +227,10 @@ export class RingkvNode {
           const keepsData = this.config.engine === 'lsm';
           const hasData = keepsData && (await fs.exists(join(this.config.dataDir, 'lsm')));
           const engine = await this.openEngine(context);
-          const epoch = await beginEpoch(fs, this.config.dataDir, this.nodeId, { engineKeepsData: keepsData, engineHasData: hasData });
-          if (epoch.epoch > 0) logger.info({ epoch: epoch.epoch, actor: epoch.actor }, 'new versions are written under a new actor epoch (the last stop was not clean)');
+          const epoch = await beginEpoch(fs, this.config.dataDir, this.nodeId, this.world.random, { engineKeepsData: keepsData, engineHasData: hasData, freshNode: this.freshNode });
+          if (epoch.actor !== this.epoch?.actor) logger.info({ epoch: epoch.epoch, actor: epoch.actor }, 'new versions are written as this actor');
           this.engine = engine;
-          this.epoch = epoch.epoch;
+          this.epoch = epoch;
           this.kv.attach(engine, epoch.actor);
         },
         stop: async () => {

@@ -76,7 +76,7 @@ export class SimCluster {
         peerPort,
         join: node.index === 1 ? '' : `n1:${peerPort}`,
         memtableSizeBytes: 16 * 1024,
-        blockCacheBytes: 256 * 1024,
+        blockCacheBytes: 32 * 1024,
         requestTimeoutMs: 2000,
         ...this.options.configFlags,
       },

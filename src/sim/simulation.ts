@@ -132,7 +132,11 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
       injector?.stop();
       await heal(cluster, trace, violations);
       phase('check');
-      if (violations.length === 0) violations.push(...check(workload.history, await finalState(cluster, workload.history)));
+      if (violations.length === 0) {
+        const finals = await finalState(cluster, workload.history);
+        violations.push(...check(workload.history, finals));
+        if (violations.length === 0) violations.push(...(await corruptionIsDetected(cluster, finals, new SeededRandom(random.nextUint32()), trace)));
+      }
     }
     phase('end');
   } catch (error) {
@@ -310,10 +314,54 @@ async function finalState(cluster: SimCluster, history: readonly HistoryOperatio
 }
 
 /**
+ * Bit rot at the end of a run: a few bits flipped in every node's SSTables, then every replica of
+ * every key read again straight from its engine. Each read must give exactly the object it gave
+ * before or fail with CORRUPTION (a checksum caught it); never different bytes.
+ */
+async function corruptionIsDetected(cluster: SimCluster, finals: readonly FinalKey[], random: Random, trace: Trace): Promise<Violation[]> {
+  const scheduler = cluster.scheduler;
+  let flips = 0;
+  for (const node of cluster.nodes) {
+    const tables = node.disk.listFiles().filter((path) => path.endsWith('.sst'));
+    for (let flip = 0; flip < 3 && tables.length > 0; flip++) {
+      const path = tables[random.nextInt(tables.length)]!;
+      const size = (await node.disk.readFile(path)).length;
+      if (size === 0) continue;
+      node.disk.flipBit(path, random.nextInt(size), random.nextInt(8));
+      flips += 1;
+    }
+  }
+  const violations: Violation[] = [];
+  let detected = 0;
+  const reread = async (final: FinalKey): Promise<void> => {
+    for (const replica of final.replicas) {
+      const kv = cluster.node(replica.nodeId).ringkv?.kv;
+      if (kv === undefined) continue;
+      const stored = await kv.readObject(final.namespace, Buffer.from(final.key));
+      if (!stored.ok) {
+        if (stored.code === 'CORRUPTION') detected += 1;
+        else violations.push({ checker: 'phantom-value', message: `${final.namespace}/${final.key} on ${replica.nodeId} after bit flips: ${stored.code} ${stored.message}` });
+        continue;
+      }
+      const canonical = canonicalObject(stored.value === undefined ? undefined : decodeObject(stored.value));
+      if (canonical !== replica.canonical) {
+        violations.push({ checker: 'phantom-value', message: `${final.namespace}/${final.key} on ${replica.nodeId}: after bit flips it reads {${canonical.slice(0, 200)}} instead of {${replica.canonical.slice(0, 200)}}: corruption served` });
+      }
+    }
+  };
+  for (let start = 0; start < finals.length; start += 32) {
+    const done = await scheduler.settle(Promise.all(finals.slice(start, start + 32).map(reread)), 60_000);
+    if (done === undefined) violations.push({ checker: 'assertion', message: 're-reading after bit flips did not finish' });
+  }
+  trace.add('sim', `bit rot: ${flips} bits flipped in SSTables; ${detected} replica reads failed with CORRUPTION, the rest read what they read before`);
+  return violations;
+}
+
+/**
  * Faults while the clients run, every 0.5-3.5 s of virtual time: a node crashes (its last write
  * torn half the time) and restarts later; a node is cut off from the others (both ways or one
  * way) and healed later; the network turns lossy (drops, duplicates, reordering) for a while;
- * rarely the whole cluster loses power at once. At most `faultyMax` nodes are down or cut off.
+ * a node's disk fills up for a few writes; now and then the whole cluster loses power at once. At most `faultyMax` nodes are down or cut off.
  */
 class FaultInjector {
   private stopped = false;
@@ -359,9 +407,10 @@ class FaultInjector {
   private inject(): void {
     const roll = this.random.nextFloat();
     const room = this.faulty.size < this.faultyMax;
-    if (roll < 0.35 && room) this.crash();
-    else if (roll < 0.6 && room) this.partition();
-    else if (roll < 0.85) this.weather();
+    if (roll < 0.3 && room) this.crash();
+    else if (roll < 0.52 && room) this.partition();
+    else if (roll < 0.75) this.weather();
+    else if (roll < 0.85) this.diskFull();
     else if (this.faulty.size === 0) this.powerLoss();
   }
 
@@ -409,6 +458,16 @@ class FaultInjector {
       Object.assign(faults, { dropRate: 0, duplicateRate: 0, jitterMs: 0 });
       this.trace.add('sim', 'network: reliable again');
     });
+  }
+
+  /** The next few writes to one node's disk fail with ENOSPC: its commit log fails and the supervisor reopens the engine. */
+  private diskFull(): void {
+    const node = this.pickHealthy();
+    if (node === undefined) return;
+    const writes = 1 + this.random.nextInt(4);
+    this.count('disk full');
+    node.disk.failNextWrites(writes, 'ENOSPC');
+    this.trace.add('sim', `disk full: the next ${writes} writes on ${node.nodeId} fail with ENOSPC`);
   }
 
   private powerLoss(): void {
