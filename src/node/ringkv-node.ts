@@ -226,8 +226,11 @@ export class RingkvNode {
           const { fs, logger } = this.world;
           const keepsData = this.config.engine === 'lsm';
           const hasData = keepsData && (await fs.exists(join(this.config.dataDir, 'lsm')));
-          const engine = await this.openEngine(context);
+          // The epoch first: a start that fails after the engine opened would leave that engine
+          // running beside the next one on the same files (found by the simulator: a full disk
+          // failed the epoch write, and two engines wrote one manifest).
           const epoch = await beginEpoch(fs, this.config.dataDir, this.nodeId, this.world.random, { engineKeepsData: keepsData, engineHasData: hasData, freshNode: this.freshNode });
+          const engine = await this.openEngine(context);
           if (epoch.actor !== this.epoch?.actor) logger.info({ epoch: epoch.epoch, actor: epoch.actor }, 'new versions are written as this actor');
           this.engine = engine;
           this.epoch = epoch;
