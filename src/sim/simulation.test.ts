@@ -111,10 +111,12 @@ describe('sim: whole runs', () => {
 
   // Proof that the checkers bite: each deliberate bug is caught within a few seeds (the seeds
   // are fixed, so this is deterministic; `npm run sim -- --seeds 20 --bug NAME` shows the rate).
-  const expected: Record<BugName, string> = {
-    'ack-before-sync': 'lost-write',
-    'skip-read-repair': 'convergence',
-    'merge-overwrites': 'lost-write',
+  // An acknowledged write lost to a crash shows as a lost sibling or, in the last-write-wins
+  // namespace, as a survivor older than it.
+  const expected: Record<BugName, readonly string[]> = {
+    'ack-before-sync': ['lost-write', 'last-write-wins'],
+    'skip-read-repair': ['convergence'],
+    'merge-overwrites': ['lost-write', 'convergence'],
   };
   for (const bug of bugNames) {
     it(`sim: the deliberate bug ${bug} is caught within 8 seeds`, async () => {
@@ -123,7 +125,7 @@ describe('sim: whole runs', () => {
         const result = await runSimulation({ ...defaultSimulationOptions, loadMs: 20_000, seed, bugs: [bug] });
         caught.push(...result.violations.map((violation) => violation.checker));
       }
-      assert.ok(caught.includes(expected[bug]), `${bug}: checkers reported [${caught.join(', ')}]`);
+      assert.ok(caught.some((checker) => expected[bug].includes(checker)), `${bug}: checkers reported [${caught.join(', ')}]`);
     });
   }
 });
