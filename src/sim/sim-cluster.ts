@@ -30,6 +30,8 @@ export interface SimClusterOptions {
 }
 
 const peerPort = 7800;
+/** How long the simulated process supervisor waits before starting a node whose supervisor gave up. */
+const processRestartDelayMs = 2000;
 const baseDelayMs = 0.2;
 
 /**
@@ -151,7 +153,12 @@ export class SimNode {
     trace.add('sim', `start ${this.nodeId} (incarnation ${incarnation.number})`);
     return RingkvNode.start(this.cluster.config(this), world, (reason) => {
       trace.add('sim', `${this.nodeId} escalated (${JSON.stringify(reason)}): the process stops`);
-      if (incarnation.alive) this.crash(false, 'escalation');
+      if (!incarnation.alive) return;
+      this.crash(false, 'escalation');
+      // What `ringkv dev` does one level up: a node process that stopped is started again.
+      scheduler.schedule(processRestartDelayMs, () => {
+        if (this.state === 'down' && this.incarnation === incarnation) void this.start();
+      });
     }).then(
       (node) => {
         if (!incarnation.alive) return;

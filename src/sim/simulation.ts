@@ -265,6 +265,7 @@ async function heal(cluster: SimCluster, trace: Trace, violations: Violation[]):
   const scheduler = cluster.scheduler;
   cluster.network.heal();
   Object.assign(cluster.faults, { dropRate: 0, duplicateRate: 0, jitterMs: 0 });
+  for (const node of cluster.nodes) node.disk.failNextWrites(0);
   trace.add('sim', 'healing: network healed and reliable; restarting down nodes');
   const healed = (): boolean =>
     agreedRing(cluster) && cluster.nodes.every((node) => cluster.nodes.every((other) => node.ringkv?.cluster.membership?.isUp(other.nodeId) === true));
