@@ -23,6 +23,8 @@ export interface HistoryOperation {
   readonly value?: string;
   /** The causal context the client sent; absent: a blind write. */
   readonly context?: string;
+  /** Per-request N; absent: the namespace's (3). */
+  readonly n?: number;
   readonly r?: number;
   readonly w?: number;
   readonly invokedAtMs: number;
@@ -176,20 +178,27 @@ export class Workload {
   }
 
   private describe(operation: HistoryOperation): string {
-    const quorum = operation.r !== undefined ? ` r=${operation.r}` : operation.w !== undefined ? ` w=${operation.w}` : '';
+    const quorum = `${operation.n === undefined ? '' : ` n=${operation.n}`}${operation.r !== undefined ? ` r=${operation.r}` : operation.w !== undefined ? ` w=${operation.w}` : ''}`;
     const what = operation.kind === 'put' ? ` = ${shortValue(operation.value!)}${operation.context === undefined ? ' (blind)' : ''}` : operation.kind === 'delete' && operation.context === undefined ? ' (blind)' : '';
     const result = operation.outcome === 'ok' ? (operation.read === undefined ? 'ok' : `[${operation.read.values.map(shortValue).join(' ')}]`) : `${operation.outcome}${operation.error === undefined ? '' : ` (${operation.error.slice(0, 120)})`}`;
     return `#${operation.id} ${operation.kind} ${operation.namespace}/${operation.key}${what}${quorum} @${operation.node} -> ${result}`;
   }
 
-  private quorum(choices: readonly number[]): number {
-    return choices[this.random.nextInt(choices.length)]!;
+  /**
+   * A request's quorum: usually the namespace's N (3) with an R or W from the choices; one in
+   * five asks for N=2 (and R or W within it).
+   */
+  private quorum(kind: 'r' | 'w'): { n?: number; r?: number; w?: number } {
+    const choices = kind === 'r' ? this.options.readQuorums : this.options.writeQuorums;
+    const value = choices[this.random.nextInt(choices.length)]!;
+    if (this.random.nextFloat() >= 0.2) return { [kind]: value };
+    return { n: 2, [kind]: Math.min(value, 2) };
   }
 
   private async get(client: number, node: string, namespace: string, key: string): Promise<HistoryOperation['read']> {
-    const r = this.quorum(this.options.readQuorums);
-    const operation = this.begin({ client, node, kind: 'get', namespace, key, r });
-    const answer = await this.call(node, (store) => store.get(namespace, Buffer.from(key), { r }));
+    const quorum = this.quorum('r');
+    const operation = this.begin({ client, node, kind: 'get', namespace, key, ...quorum });
+    const answer = await this.call(node, (store) => store.get(namespace, Buffer.from(key), quorum));
     const value: ReadResult | undefined | null = this.finish(operation, answer) ?? (operation.outcome === 'ok' ? undefined : null);
     if (value !== null) {
       const values = (value?.siblings ?? []).filter((sibling) => sibling.value !== null).map((sibling) => Buffer.from(sibling.value!).toString('utf8')).sort();
@@ -200,9 +209,9 @@ export class Workload {
   }
 
   private async put(client: number, node: string, namespace: string, key: string, value: string, context: string | undefined): Promise<void> {
-    const w = this.quorum(this.options.writeQuorums);
-    const operation = this.begin({ client, node, kind: 'put', namespace, key, value, w, ...(context === undefined ? {} : { context }) });
-    const answer = await this.call(node, (store) => store.put(namespace, Buffer.from(key), Buffer.from(value), { w, ...(context === undefined ? {} : { context }) }));
+    const quorum = this.quorum('w');
+    const operation = this.begin({ client, node, kind: 'put', namespace, key, value, ...quorum, ...(context === undefined ? {} : { context }) });
+    const answer = await this.call(node, (store) => store.put(namespace, Buffer.from(key), Buffer.from(value), { ...quorum, ...(context === undefined ? {} : { context }) }));
     const outcome: WriteOutcome | undefined = this.finish(operation, answer);
     if (outcome?.encoded !== undefined) {
       const found = findValue(outcome.encoded, value);
@@ -215,9 +224,9 @@ export class Workload {
   }
 
   private async delete(client: number, node: string, namespace: string, key: string, context: string | undefined): Promise<void> {
-    const w = this.quorum(this.options.writeQuorums);
-    const operation = this.begin({ client, node, kind: 'delete', namespace, key, w, ...(context === undefined ? {} : { context }) });
-    const answer = await this.call(node, (store) => store.delete(namespace, Buffer.from(key), { w, ...(context === undefined ? {} : { context }) }));
+    const quorum = this.quorum('w');
+    const operation = this.begin({ client, node, kind: 'delete', namespace, key, ...quorum, ...(context === undefined ? {} : { context }) });
+    const answer = await this.call(node, (store) => store.delete(namespace, Buffer.from(key), { ...quorum, ...(context === undefined ? {} : { context }) }));
     const outcome: WriteOutcome | undefined = this.finish(operation, answer);
     if (outcome !== undefined && context === undefined) {
       const object = outcome.encoded === undefined ? undefined : decodeObject(outcome.encoded);
