@@ -423,7 +423,7 @@ function toBatchOperation({ key, value }: { key: string; value: string | undefin
 }
 
 describe('lsm faults: crashes on the simulated disk', () => {
-  it('lsm crash property: crashes anywhere (torn last write, mid-flush, mid-compaction, mid-recovery), any sync policy: the engine reopens, keeps what it must, shows nothing never written, batches whole, the log a prefix', { timeout: 60_000 }, async () => {
+  it('lsm crash property: crashes anywhere (torn last write, mid-flush, mid-compaction, mid-recovery), any sync policy: the engine reopens, keeps what it must, shows nothing never written, batches whole, the log a prefix', { timeout: 180_000 }, async () => {
     await withoutUnhandledRejections(async () => {
       await fc.assert(
         fc.asyncProperty(
@@ -598,7 +598,7 @@ async function scanUntilError(engine: LsmEngine, reverse: boolean): Promise<{ en
 describe('lsm faults: flipped bits', () => {
   const universeOfFlips = [...flipKeys, 'last-key'];
 
-  it('lsm bit flips: a flipped bit in an SSTable, a log segment (before its last record), the MANIFEST or CURRENT fails open or the reads that touch it with CORRUPTION naming the file, never a wrong value', { timeout: 30_000 }, async () => {
+  it('lsm bit flips: a flipped bit in an SSTable, a log segment (before its last record), the MANIFEST or CURRENT fails open or the reads that touch it with CORRUPTION naming the file, never a wrong value', { timeout: 90_000 }, async () => {
     const store = await buildFlipStore();
     const detected = { open: { sst: 0, log: 0, manifest: 0, current: 0 }, read: 0, getsFailed: 0 };
     await withoutUnhandledRejections(async () => {
@@ -793,7 +793,7 @@ describe('lsm faults: disk full (ENOSPC)', () => {
     });
   }
 
-  it('lsm disk full property: ENOSPC at a random write (log, table or manifest) under concurrent puts: refusals are clear RingkvErrors, nothing acknowledged is lost, a refused put never appears', { timeout: 30_000 }, async () => {
+  it('lsm disk full property: ENOSPC at a random write (log, table or manifest) under concurrent puts: refusals are clear RingkvErrors, nothing acknowledged is lost, a refused put never appears', { timeout: 90_000 }, async () => {
     const hits = { refusedPuts: 0, backgroundErrors: 0 };
     await withoutUnhandledRejections(async () => {
       await fc.assert(
