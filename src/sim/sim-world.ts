@@ -26,7 +26,7 @@ export class Trace {
 
   constructor(
     private readonly scheduler: Scheduler,
-    private readonly capacity = Number(process.env.SIM_TRACE_CAPACITY ?? 400),
+    private readonly capacity = 400,
   ) {}
 
   add(source: string, text: string): void {
