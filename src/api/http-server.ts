@@ -2,7 +2,7 @@ import type { AddressInfo } from 'node:net';
 import { fastify, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { assert } from '../core/assert.js';
 import { ErrorCode, RingkvError, type Failure, type Result } from '../core/errors.js';
-import type { KeyValueStore, QuorumOptions, WriteOptions } from '../node/kv-service.js';
+import { quorumNames, type KeyValueStore, type QuorumOptions, type WriteOptions } from '../node/kv-service.js';
 import type { Logger } from '../node/logger.js';
 import type { Sibling } from '../node/stored-object.js';
 import { SystemClock, type Clock } from '../world/clock.js';
@@ -84,6 +84,8 @@ export interface AdminApi {
   leave(nodeId: string | undefined): Promise<Result<void>>;
   namespaces(): Result<Record<string, unknown>>;
   setNamespace(name: string, settings: unknown): Promise<Result<unknown>>;
+  /** What this node's own replica holds for a key, tombstones included; undefined when nothing. */
+  replica(namespace: string, key: Uint8Array): Promise<Result<Record<string, unknown> | undefined>>;
 }
 
 interface KeyRoute {
@@ -223,6 +225,12 @@ export class HttpServer {
       }
       return send(reply, await admin.setNamespace(request.params.name, settings));
     });
+    this.app.get<KeyRoute>('/admin/replica/:namespace/:key', async (request, reply) => {
+      const { namespace, key } = request.params;
+      const result = await admin.replica(namespace, Buffer.from(key, 'utf8'));
+      if (result.ok && result.value === undefined) return sendError(reply, ErrorCode.notFound, `this node holds nothing under ${namespace}/${key.slice(0, 200)}`);
+      return send(reply, result);
+    });
     this.app.post('/admin/leave', async (request, reply) => {
       const nodeId = jsonField(request.body, 'nodeId');
       if (nodeId !== undefined && typeof nodeId !== 'string') return sendError(reply, ErrorCode.badRequest, 'nodeId must be a string');
@@ -303,13 +311,14 @@ function jsonField(body: unknown, name: string): unknown {
   }
 }
 
-/** Per-request `n`, `r`, `w` query parameters (Riak's), or the reason they are refused. */
+/** Per-request `n`, `r`, `w`, `pr`, `pw` query parameters (Riak's), or the reason they are refused. */
 function quorumOf(request: FastifyRequest<KeyRoute>): QuorumOptions | string {
-  const quorum: { n?: number; r?: number; w?: number } = {};
-  for (const name of ['n', 'r', 'w'] as const) {
+  const quorum: { -readonly [K in keyof QuorumOptions]: number } = {};
+  for (const name of quorumNames) {
     const raw = request.query[name];
     if (raw === undefined) continue;
-    if (typeof raw !== 'string' || !/^[1-8]$/.test(raw)) return `${name} must be an integer from 1 to 8`;
+    const primaries = name === 'pr' || name === 'pw';
+    if (typeof raw !== 'string' || !(primaries ? /^[0-8]$/ : /^[1-8]$/).test(raw)) return `${name} must be an integer from ${primaries ? 0 : 1} to 8`;
     quorum[name] = Number(raw);
   }
   return quorum;

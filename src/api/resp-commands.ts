@@ -1,6 +1,6 @@
 import type { Result } from '../core/errors.js';
 import type { MaybePromise } from '../storage/engine.js';
-import type { KeyValueStore, QuorumOptions, WriteOutcome } from '../node/kv-service.js';
+import { quorumNames, type KeyValueStore, type QuorumOptions, type WriteOutcome } from '../node/kv-service.js';
 import type { RespWriter } from './resp-writer.js';
 
 /** Writes a reply that became known after the command waited for the engine. */
@@ -184,9 +184,11 @@ const mset: Handler = (context, connection, args, out) => {
 };
 
 /**
- * RINGKV.QUORUM [N n] [R r] [W w] | RESET: sets the replicas and quorums of this connection's
- * requests (HTTP takes ?n=&r=&w=); without arguments, answers the current ones as a map.
+ * RINGKV.QUORUM [N n] [R r] [W w] [PR pr] [PW pw] | RESET: sets the replicas and quorums of this
+ * connection's requests (HTTP takes ?n=&r=&w=&pr=&pw=); without arguments, answers the current
+ * ones as a map.
  */
+const quorumSyntax = 'ERR syntax error: RINGKV.QUORUM [N n] [R r] [W w] [PR pr] [PW pw] | RESET, n/r/w from 1 to 8, pr/pw from 0 to 8';
 const quorum: Handler = (_context, connection, args, out) => {
   if (args.length === 2 && (args[1] as Buffer).toString('latin1').toUpperCase() === 'RESET') {
     connection.quorum = {};
@@ -194,15 +196,16 @@ const quorum: Handler = (_context, connection, args, out) => {
     return undefined;
   }
   if (args.length % 2 !== 1) {
-    out.error('ERR syntax error: RINGKV.QUORUM [N n] [R r] [W w] | RESET');
+    out.error(quorumSyntax);
     return undefined;
   }
-  const next: { n?: number; r?: number; w?: number } = { ...connection.quorum };
+  const next: { -readonly [K in keyof QuorumOptions]: number } = { ...connection.quorum };
   for (let index = 1; index < args.length; index += 2) {
-    const name = (args[index] as Buffer).toString('latin1').toLowerCase();
+    const name = quorumNames.find((candidate) => candidate === (args[index] as Buffer).toString('latin1').toLowerCase());
     const value = Number((args[index + 1] as Buffer).toString('latin1'));
-    if ((name !== 'n' && name !== 'r' && name !== 'w') || !Number.isInteger(value) || value < 1 || value > 8) {
-      out.error('ERR syntax error: RINGKV.QUORUM [N n] [R r] [W w] with values from 1 to 8');
+    const least = name === 'pr' || name === 'pw' ? 0 : 1;
+    if (name === undefined || !Number.isInteger(value) || value < least || value > 8) {
+      out.error(quorumSyntax);
       return undefined;
     }
     next[name] = value;

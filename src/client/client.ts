@@ -24,6 +24,10 @@ export interface QuorumOptions {
   readonly n?: number | undefined;
   readonly r?: number | undefined;
   readonly w?: number | undefined;
+  /** Of the r replies, how many must come from primary replicas, not fallbacks (0 to 8; default 0). */
+  readonly pr?: number | undefined;
+  /** Of the w acks, how many must come from primary replicas: no sloppy quorum for them (0 to 8; default 0). */
+  readonly pw?: number | undefined;
 }
 
 export interface RingkvClientOptions {
@@ -128,7 +132,7 @@ const timeoutMsDefault = 10_000;
 const textContentType = 'text/plain; charset=utf-8';
 /** The server's bound on n, r and w (nMax in src/node/coordinator.ts). */
 const quorumValueMax = 8;
-const quorumNames = ['n', 'r', 'w'] as const;
+const quorumNames = ['n', 'r', 'w', 'pr', 'pw'] as const;
 
 export class RingkvClient {
   private readonly base: string;
@@ -248,8 +252,9 @@ function checkQuorum(quorum: QuorumOptions): void {
   for (const name of quorumNames) {
     const value: unknown = quorum[name];
     if (value === undefined) continue;
-    if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > quorumValueMax) {
-      throw new RingkvClientError(ClientErrorCode.badRequest, 0, `quorum ${name} must be an integer from 1 to ${quorumValueMax}, got ${String(value)}`);
+    const least = name === 'pr' || name === 'pw' ? 0 : 1;
+    if (typeof value !== 'number' || !Number.isInteger(value) || value < least || value > quorumValueMax) {
+      throw new RingkvClientError(ClientErrorCode.badRequest, 0, `quorum ${name} must be an integer from ${least} to ${quorumValueMax}, got ${String(value)}`);
     }
   }
 }

@@ -27,6 +27,7 @@ import {
   mergeDelta,
   mergeMember,
   mergeViews,
+  restartMember,
   owningMembers,
   setAttributes,
   setRing,
@@ -363,4 +364,17 @@ test('membership: an older ring never replaces a newer one (setRing, merge)', ()
   assert.equal(newer.ring.epoch, 1);
   assert.equal(setRing(newer, view.ring).ring, newer.ring);
   assert.equal(mergeViews(view, newer).ring, newer.ring);
+});
+
+test('membership: restartMember takes the new address and jumps the heartbeat past what peers saw, so the restart wins every merge', () => {
+  const address = { host: '127.0.0.1', port: 7000 };
+  let view = createView({ nodeId: 'a', address, datacenter: 'dc1', weight: 1 });
+  for (let round = 0; round < 50; round++) view = bumpHeartbeat(view, 'a');
+  const kept = createView({ nodeId: 'a', address, datacenter: 'dc1', weight: 1 }); // persisted at heartbeat 0
+  const restarted = restartMember(kept, 'a', { address: { host: '127.0.0.1', port: 7100 }, datacenter: 'dc1', weight: 1 }, 1_000_000);
+  const merged = mergeViews(view, restarted);
+  assert.equal(findMember(merged, 'a')?.address.port, 7100);
+  assert.equal(findMember(merged, 'a')?.heartbeat, 1_000_000);
+  const again = restartMember(restarted, 'a', { address: { host: '127.0.0.1', port: 7100 }, datacenter: 'dc1', weight: 1 }, 5);
+  assert.equal(findMember(again, 'a')?.heartbeat, 1_000_001, 'never backwards: a floor below the count bumps by one');
 });

@@ -126,6 +126,22 @@ export function bumpHeartbeat(view: MembershipView, nodeId: string): MembershipV
 }
 
 /**
+ * The node itself, starting again from a kept view: its heartbeat jumps to at least `floor` (the
+ * runtime passes its wall clock in milliseconds, which grows faster than one beat per round), so
+ * that peers, which saw the beats of its previous run, take the new ones as arrivals at once
+ * instead of ignoring them until the count catches up; its attributes are those it runs with now
+ * (a restart may bring a new address).
+ */
+export function restartMember(view: MembershipView, nodeId: string, attributes: MemberAttributes, floor: number): MembershipView {
+  const existing = findMember(view, nodeId);
+  assert(existing !== undefined, `restartMember: ${nodeId} is not in the view`);
+  assert(Number.isSafeInteger(floor) && floor >= 0, 'restartMember: floor must be a natural number');
+  const member: Member = { ...existing, ...copyNewMember({ nodeId, ...attributes }), heartbeat: Math.max(existing.heartbeat + 1, floor) };
+  assertMember(member);
+  return replaceMember(view, member);
+}
+
+/**
  * The node itself announces a new address, datacenter or weight. They travel with the
  * heartbeat (the newer heartbeat's attributes win a merge), so only the node may call this.
  */

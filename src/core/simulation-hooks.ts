@@ -29,6 +29,9 @@ export const markNames = [
   'membership.peer-up-again',
   'membership.ring-changed',
   'supervisor.service-restarted',
+  'handoff.hint-stored',
+  'handoff.hint-delivered',
+  'handoff.fallback-copy-dropped',
 ] as const;
 
 export type MarkName = (typeof markNames)[number];

@@ -14,6 +14,7 @@ import {
   memberState,
   mergeViews,
   owningMembers,
+  restartMember,
   setRing,
   viewInvariants,
   type Member,
@@ -108,7 +109,10 @@ export class ClusterMembership {
       // Epoch 1, claimed by the founder: a fresh node's epoch-0 ring can never win a merge.
       return setRing(view, { ...view.ring, epoch: 1, claimant: self });
     };
-    const membership = new ClusterMembership(options, kept !== undefined && findMember(kept, self) !== undefined ? kept : founder());
+    const resumed = kept !== undefined && findMember(kept, self) !== undefined;
+    const { nodeId: _nodeId, ...attributes } = options.self;
+    const view = resumed ? restartMember(kept, self, attributes, heartbeatFloor(options.clock)) : founder();
+    const membership = new ClusterMembership(options, view);
     membership.registerHandlers();
     if (kept === undefined && options.seeds.length > 0) await membership.joinWithRetries(options.seeds);
     await membership.persist();
@@ -149,6 +153,13 @@ export class ClusterMembership {
     return isAvailable(entry.detector, this.options.clock.nowMs());
   };
 
+  /** How long `nodeId` has been silent: since its last heartbeat seen here, or since this node started. */
+  downForMs(nodeId: string): number {
+    if (nodeId === this.options.self.nodeId) return 0;
+    const last = this.detectors.get(nodeId)?.detector.lastArrivalMs ?? this.startedAtMs;
+    return this.options.clock.nowMs() - last;
+  }
+
   addressOf(nodeId: string): PeerAddress | undefined {
     return findMember(this.view, nodeId)?.address;
   }
@@ -162,6 +173,9 @@ export class ClusterMembership {
         // The cluster's view (which now holds us as joining) replaces ours wholesale: our founder
         // ring must not compete with the cluster's. Its previous ring tells where data still is.
         this.view = fromWire(reply.view);
+        // A node id the cluster knew (a restart with a wiped disk) comes back with its address now.
+        const { nodeId: self, ...attributes } = this.options.self;
+        if (findMember(this.view, self) !== undefined) this.view = restartMember(this.view, self, attributes, heartbeatFloor(this.options.clock));
         this.previous = reply.previous ?? undefined;
         this.options.logger.info({ seed: `${seed.host}:${seed.port}`, members: this.view.members.length }, 'joined the cluster');
         await this.persist();
@@ -354,6 +368,11 @@ export class ClusterMembership {
     await writeFileAtomic(this.options.fs, joinPath(this.options.dataDir, viewFile), Buffer.from(JSON.stringify(toWire(this.view))));
     this.persistedKey = key;
   }
+}
+
+/** Where a restarted node's heartbeat count resumes: its wall clock in ms, beyond any earlier run's count. */
+function heartbeatFloor(clock: Clock): number {
+  return Math.max(0, Math.floor(clock.wallMs()));
 }
 
 /** Views cross the wire and the disk as plain data. */

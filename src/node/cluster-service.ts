@@ -1,4 +1,5 @@
 import type { AdminApi } from '../api/http-server.js';
+import { join, values } from '../core/dvv.js';
 import { ErrorCode, failure, success, type Failure } from '../core/errors.js';
 import type { Random } from '../core/random.js';
 import type { PeerAddress, PeerMessenger } from '../net/peer-messenger.js';
@@ -8,9 +9,11 @@ import type { FileSystem } from '../world/file-system.js';
 import { ClusterMembership } from './cluster-membership.js';
 import type { Config } from './config.js';
 import { Coordinator } from './coordinator.js';
+import { HintedHandoff } from './hinted-handoff.js';
 import { NamespaceRegistry, validateSettings } from './namespace-registry.js';
 import type { KeyValueStore, KvService } from './kv-service.js';
 import type { Logger } from './logger.js';
+import { decodeObject, encodeContext } from './stored-object.js';
 
 export interface ClusterWorld {
   readonly clock: Clock;
@@ -40,6 +43,7 @@ export class ClusterService {
   private membershipValue: ClusterMembership | undefined;
   private coordinator: Coordinator | undefined;
   private namespaces: NamespaceRegistry | undefined;
+  private handoff: HintedHandoff | undefined;
   /** What the client APIs read and write through; stable across restarts of this service. */
   readonly store: KeyValueStore;
 
@@ -97,7 +101,21 @@ export class ClusterService {
         logger: world.logger,
         dataDir: config.dataDir,
       });
-      this.coordinator = new Coordinator({
+      const primaries: { of?: Coordinator['primariesOf'] } = {};
+      const handoff = await HintedHandoff.open({
+        self: this.nodeId,
+        local: this.local,
+        membership,
+        messenger,
+        clock: world.clock,
+        logger: world.logger,
+        primariesOf: (namespace, key) => primaries.of?.(namespace, key) ?? [],
+        storageBytesMax: config.hintStorageBytesMax,
+        bytesPerSecond: config.handoffBytesPerSecond,
+        intervalMs: config.gossipIntervalMs,
+        requestTimeoutMs: config.requestTimeoutMs,
+      });
+      const coordinator = new Coordinator({
         self: this.nodeId,
         local: this.local,
         membership,
@@ -107,9 +125,15 @@ export class ClusterService {
         defaults: { n: config.nVal, r: config.r, w: config.w },
         namespaces,
         requestTimeoutMs: config.requestTimeoutMs,
+        hints: handoff,
+        hintWindowMs: config.hintWindowMs,
       });
+      primaries.of = (namespace, key) => coordinator.primariesOf(namespace, key);
+      this.coordinator = coordinator;
       this.namespaces = namespaces;
       membership.start();
+      handoff.start();
+      this.handoff = handoff;
       this.membershipValue = membership;
     } catch (error) {
       await messenger.close();
@@ -126,7 +150,12 @@ export class ClusterService {
         const membership = this.membershipValue;
         if (membership === undefined) return notRunning();
         const ring = membership.ring;
-        return success({ nodeId: this.nodeId, ring: { partitionCount: ring.partitionCount, epoch: ring.epoch, claimant: ring.claimant }, members: membership.report() });
+        return success({
+          nodeId: this.nodeId,
+          ring: { partitionCount: ring.partitionCount, epoch: ring.epoch, claimant: ring.claimant },
+          members: membership.report(),
+          handoff: this.handoff?.report() ?? null,
+        });
       },
       ring: () => {
         const ring = this.membershipValue?.ring;
@@ -155,6 +184,15 @@ export class ClusterService {
         if (!settings.ok) return settings;
         return registry.set(name, settings.value);
       },
+      replica: async (namespace, key) => {
+        const read = await this.local.readObject(namespace, key);
+        if (!read.ok || read.value === undefined) return read.ok ? success(undefined) : read;
+        const object = decodeObject(read.value);
+        const siblings = values(object).map((sibling) =>
+          sibling.value === null ? { deleted: true, writtenAtMs: sibling.writtenAtMs } : { value: Buffer.from(sibling.value).toString('utf8'), writtenAtMs: sibling.writtenAtMs },
+        );
+        return success({ nodeId: this.nodeId, siblings, context: encodeContext(join(object)), bytes: read.value.length });
+      },
       leave: async (nodeId) => {
         const membership = this.membershipValue;
         if (membership === undefined) return notRunning();
@@ -167,6 +205,8 @@ export class ClusterService {
   }
 
   async stop(): Promise<void> {
+    await this.handoff?.stop();
+    this.handoff = undefined;
     this.membershipValue?.stop();
     this.coordinator = undefined;
     this.membershipValue = undefined;

@@ -11,6 +11,7 @@ import { then, type MaybePromise } from '../storage/engine.js';
 import type { Clock } from '../world/clock.js';
 import type { ClusterMembership } from './cluster-membership.js';
 import {
+  quorumNames,
   readResultOf,
   type KeyValueStore,
   type KvService,
@@ -19,6 +20,7 @@ import {
   type WriteOptions,
   type WriteOutcome,
 } from './kv-service.js';
+import type { HintLedger } from './hinted-handoff.js';
 import type { Logger } from './logger.js';
 import type { NamespaceRegistry } from './namespace-registry.js';
 import { decodeObject, encodeContext, encodeObject, newestSibling, type Sibling, type StoredObject } from './stored-object.js';
@@ -38,6 +40,12 @@ export interface QuorumDefaults {
   readonly w: number;
 }
 
+/** The quorum of one request: N, R, W and how many of R / W must be primaries (PR, PW). */
+interface Quorum extends QuorumDefaults {
+  readonly pr: number;
+  readonly pw: number;
+}
+
 export interface CoordinatorOptions {
   readonly self: string;
   readonly local: KvService;
@@ -49,6 +57,10 @@ export interface CoordinatorOptions {
   /** Per-namespace settings; namespaces without any use `defaults`. */
   readonly namespaces?: NamespaceRegistry;
   readonly requestTimeoutMs: number;
+  /** Hinted handoff's books: whether this node may take another hint; absent: it takes them all. */
+  readonly hints?: HintLedger;
+  /** A primary down longer than this gets no fallback (no hint); default: always one. */
+  readonly hintWindowMs?: number;
 }
 
 /** The largest N a request may ask for (claim's spacing bound). */
@@ -161,6 +173,30 @@ export class Coordinator implements KeyValueStore {
     return preferenceList(ring, keyPartition(namespace, key, ring.partitionCount), n, this.options.membership.isUp);
   }
 
+  /**
+   * The nodes that keep a key for good on the current ring: its primary replicas for the widest
+   * N it is stored with (the namespace's or the cluster's, whichever is larger). A node outside
+   * them holds the key only for a while (a fallback's hint, a previous owner's copy).
+   */
+  primariesOf(namespace: string, key: Uint8Array): string[] {
+    this.servesAlone({});
+    const widest = Math.max(this.options.namespaces?.get(namespace)?.n ?? 0, this.options.defaults.n);
+    const ring = this.options.membership.ring;
+    return preferenceList(ring, keyPartition(namespace, key, ring.partitionCount), Math.min(widest, this.owners.count), () => true).map((entry) => entry.nodeId);
+  }
+
+  /**
+   * The replicas a write goes to: the preference list, less the fallbacks of primaries down for
+   * longer than the hint window (Cassandra's max_hint_window: such a primary is left to
+   * anti-entropy rather than piling up hints for it).
+   */
+  private writeReplicas(namespace: string, key: Uint8Array, n: number): PreferenceEntry[] {
+    const windowMs = this.options.hintWindowMs;
+    const replicas = this.replicasOf(namespace, key, n);
+    if (windowMs === undefined) return replicas;
+    return replicas.filter((entry) => entry.standsInFor === undefined || this.options.membership.downForMs(entry.standsInFor) <= windowMs);
+  }
+
   /** The namespace's own N/R/W, capped like the defaults at the ring's distinct owners. */
   private namespaceQuorum(namespace: string): QuorumOptions {
     const settings = this.options.namespaces?.get(namespace);
@@ -181,23 +217,32 @@ export class Coordinator implements KeyValueStore {
       const distinct = new Set(ring.owners);
       this.owners = { epoch: ring.epoch, count: distinct.size, onlySelf: distinct.size === 1 && distinct.has(this.options.self) };
     }
-    return this.owners.onlySelf && (options.n === undefined || options.n === 1) && (options.r ?? 1) <= 1 && (options.w ?? 1) <= 1;
+    return this.owners.onlySelf && (options.n === undefined || options.n === 1) && (options.r ?? 1) <= 1 && (options.w ?? 1) <= 1 && (options.pr ?? 0) <= 1 && (options.pw ?? 0) <= 1;
   }
 
   /**
    * N, R, W of a request: given ones as they are; defaults capped at the ring's distinct owners,
    * since a cluster smaller than N keeps one replica per node.
    */
-  private quorum(options: QuorumOptions): Result<QuorumDefaults> {
+  private quorum(options: QuorumOptions): Result<Quorum> {
     this.servesAlone({});
     const n = options.n ?? Math.max(1, Math.min(this.options.defaults.n, this.owners.count));
     const r = options.r ?? Math.min(this.options.defaults.r, n);
     const w = options.w ?? Math.min(this.options.defaults.w, n);
+    const pr = options.pr ?? 0;
+    const pw = options.pw ?? 0;
     for (const [name, value] of [['n', n], ['r', r], ['w', w]] as const) {
       if (!Number.isInteger(value) || value < 1 || value > nMax) return failure(ErrorCode.badRequest, `${name} must be an integer from 1 to ${nMax}, got ${value}`);
     }
-    if (r > n || w > n) return failure(ErrorCode.badRequest, `r and w must be at most n (n=${n}, r=${r}, w=${w})`);
-    return success({ n, r, w });
+    for (const [name, value] of [['pr', pr], ['pw', pw]] as const) {
+      if (!Number.isInteger(value) || value < 0 || value > nMax) return failure(ErrorCode.badRequest, `${name} must be an integer from 0 to ${nMax}, got ${value}`);
+    }
+    if (r > n || w > n || pr > n || pw > n) {
+      const primaries = pr > 0 || pw > 0 ? `, pr=${pr}, pw=${pw}` : '';
+      return failure(ErrorCode.badRequest, `${primaries === '' ? 'r and w' : 'r, w, pr and pw'} must be at most n (n=${n}, r=${r}, w=${w}${primaries})`);
+    }
+    // Primaries asked for are replies waited for: R and W are at least PR and PW (as in Riak).
+    return success({ n, r: Math.max(r, pr), w: Math.max(w, pw), pr, pw });
   }
 
   /**
@@ -209,14 +254,16 @@ export class Coordinator implements KeyValueStore {
   private async read(namespace: string, key: Uint8Array, options: QuorumOptions): Promise<Result<StoredObject | undefined>> {
     const quorum = this.quorum(options);
     if (!quorum.ok) return quorum;
-    const { n, r } = quorum.value;
+    const { n, r, pr } = quorum.value;
     const replicas = this.replicasOf(namespace, key, n);
-    if (replicas.length < r) return tooFewReplicas('read', replicas.length, quorum.value);
+    const tooFew = tooFewReplicas('read', replicas, quorum.value);
+    if (tooFew !== undefined) return tooFew;
     const former = this.formerReplicas(namespace, key, n, replicas);
     const formerObjects = Promise.all(former.map((nodeId) => this.readReplica(nodeId, namespace, key)));
     // Ask R replicas (this node first) — with R + W > N they overlap every acknowledged write —
-    // and all N only when one of them fails: half the messages of asking all N every time.
-    const first = readTargets(replicas, r, this.options.self);
+    // and all N only when one of them fails: half the messages of asking all N every time. A
+    // read that needs primaries (PR) asks them all at once.
+    const first = pr > 0 ? [...replicas] : readTargets(replicas, r, this.options.self);
     let answer = await this.readQuorum(namespace, key, first, { ...quorum.value, n: first.length });
     if (!answer.ok && first.length < replicas.length) {
       mark('coordinator.read-fell-back-to-all-replicas');
@@ -226,7 +273,7 @@ export class Coordinator implements KeyValueStore {
     const merge = async (): Promise<StoredObject | undefined> => {
       let merged = answer.value;
       for (const object of await formerObjects) if (typeof object === 'object') merged = merged === undefined ? object : sync(merged, object);
-      if (merged !== undefined && merged !== answer.value) for (const replica of replicas) this.repair(replica.nodeId, namespace, key, merged);
+      if (merged !== undefined && merged !== answer.value) for (const replica of replicas) if (replica.role === 'primary') this.repair(replica.nodeId, namespace, key, merged);
       return merged;
     };
     if (answer.value !== undefined) {
@@ -247,9 +294,9 @@ export class Coordinator implements KeyValueStore {
       .filter((nodeId) => current.every((replica) => replica.nodeId !== nodeId));
   }
 
-  private readQuorum(namespace: string, key: Uint8Array, replicas: readonly PreferenceEntry[], quorum: QuorumDefaults): Promise<Result<StoredObject | undefined>> {
-    const { n, r } = quorum;
-    let machine = getCoordinator.start<Sibling>({ replicas: replicas.map(target), n, r });
+  private readQuorum(namespace: string, key: Uint8Array, replicas: readonly PreferenceEntry[], quorum: Quorum): Promise<Result<StoredObject | undefined>> {
+    const { n, r, pr } = quorum;
+    let machine = getCoordinator.start<Sibling>({ replicas: replicas.map(target), n, r, pr });
     return new Promise((resolve) => {
       let answered = false;
       const apply = (outputs: readonly getCoordinator.GetOutput<Sibling>[]): void => {
@@ -259,9 +306,10 @@ export class Coordinator implements KeyValueStore {
             resolve(success(output.object === 'notfound' ? undefined : output.object));
           } else if (output.type === 'fail' && !answered) {
             answered = true;
-            resolve(quorumFailure('read', output.replied, output.needed, quorum));
+            resolve(quorumFailure('read', output.quorum, output.replied, output.needed, quorum));
           } else if (output.type === 'read-repair') {
-            for (const repair of output.targets) this.repair(repair.nodeId, namespace, key, repair.object);
+            // Fallbacks are not repaired: they hold only what they keep as hints for a primary.
+            for (const repair of output.targets) if (replicas.some((replica) => replica.nodeId === repair.nodeId && replica.role === 'primary')) this.repair(repair.nodeId, namespace, key, repair.object);
           }
         }
       };
@@ -300,10 +348,12 @@ export class Coordinator implements KeyValueStore {
   private async write(body: CoordinateBody, options: QuorumOptions): Promise<Result<WriteOutcome>> {
     const quorum = this.quorum(options);
     if (!quorum.ok) return quorum;
-    const { n, w } = quorum.value;
-    const replicas = this.replicasOf(body.namespace, body.key, n);
-    if (replicas.length < w) return tooFewReplicas('write', replicas.length, quorum.value);
-    const coordinating = replicas.find((replica) => replica.nodeId === this.options.self) ?? (replicas[0] as PreferenceEntry);
+    const { n } = quorum.value;
+    const replicas = this.writeReplicas(body.namespace, body.key, n);
+    const tooFew = tooFewReplicas('write', replicas, quorum.value);
+    if (tooFew !== undefined) return tooFew;
+    const coordinating = coordinatingReplica(replicas, this.options.self);
+    if (coordinating.standsInFor !== undefined) body = { ...body, options: { ...body.options, hintFor: coordinating.standsInFor } };
     if (coordinating.nodeId === this.options.self) return this.writeHere(body, replicas, quorum.value);
     let outcome: EncodedOutcome;
     try {
@@ -329,8 +379,10 @@ export class Coordinator implements KeyValueStore {
    * starts as soon as the local engine has taken the write, not after its fsync, so the local
    * and the remote fsyncs overlap; the local replica counts towards W once durable.
    */
-  private async writeHere(body: CoordinateBody, replicas: readonly PreferenceEntry[], quorum: QuorumDefaults): Promise<Result<WriteOutcome>> {
+  private async writeHere(body: CoordinateBody, replicas: readonly PreferenceEntry[], quorum: Quorum): Promise<Result<WriteOutcome>> {
     const { namespace, key, value, options } = body;
+    const refused = this.refuseHint(options.hintFor);
+    if (refused !== undefined) return refused;
     let replication: Promise<Result<WriteOutcome>> | undefined;
     let settleLocal: (ok: boolean) => void = () => {};
     const localDurable = new Promise<boolean>((resolve) => (settleLocal = resolve));
@@ -340,6 +392,7 @@ export class Coordinator implements KeyValueStore {
       }
     };
     const local = await (value === null ? this.options.local.delete(namespace, key, { ...options, onIssued, recordTombstone: true }) : this.options.local.put(namespace, key, value, { ...options, onIssued }));
+    if (local.ok && options.hintFor !== undefined) this.options.hints?.recorded(options.hintFor, local.value.encoded?.length ?? 0);
     settleLocal(local.ok);
     if (replication !== undefined) return replication;
     return local;
@@ -350,19 +403,19 @@ export class Coordinator implements KeyValueStore {
     replicas: readonly PreferenceEntry[],
     coordinating: string,
     encoded: Uint8Array,
-    quorum: QuorumDefaults,
+    quorum: Quorum,
     result: WriteOutcome,
     /** Whether the coordinating replica's own write became durable. */
     coordinatingDurable: Promise<boolean>,
   ): Promise<Result<WriteOutcome>> {
-    let machine = putCoordinator.start({ replicas: replicas.map(target), n: quorum.n, w: quorum.w });
+    let machine = putCoordinator.start({ replicas: replicas.map(target), n: quorum.n, w: quorum.w, pw: quorum.pw });
     return new Promise((resolve) => {
       let answered = false;
       const apply = (outputs: readonly putCoordinator.PutOutput[]): void => {
         for (const output of outputs) {
           if (answered) continue;
           answered = true;
-          resolve(output.type === 'answer' ? success(result) : quorumFailure('write', output.acked, output.needed, quorum));
+          resolve(output.type === 'answer' ? success(result) : quorumFailure('write', output.quorum, output.acked, output.needed, quorum));
         }
       };
       const timer = this.options.clock.setTimer(this.options.requestTimeoutMs, () => {
@@ -379,7 +432,7 @@ export class Coordinator implements KeyValueStore {
       void coordinatingDurable.then((ok) => acknowledge(coordinating, ok));
       for (const replica of replicas) {
         if (replica.nodeId === coordinating) continue;
-        this.mergeOn(replica.nodeId, body.namespace, body.key, encoded).then(
+        this.mergeOn(replica.nodeId, body.namespace, body.key, encoded, replica.standsInFor).then(
           () => acknowledge(replica.nodeId, true),
           () => acknowledge(replica.nodeId, false),
         );
@@ -394,20 +447,38 @@ export class Coordinator implements KeyValueStore {
       return reply;
     }
     const { namespace, key, value, options } = body;
+    const refused = this.refuseHint(options.hintFor);
+    if (refused !== undefined) throw new CoordinationFailure(refused);
     // A lagging coordinating replica may hold none of what the delete's context covers: the
     // tombstone is written anyway and replicated (found by the simulator: an acknowledged
     // delete that wrote nothing, its value back on the next read).
     const result = await (value === null ? this.options.local.delete(namespace, key, { ...options, recordTombstone: true }) : this.options.local.put(namespace, key, value, options));
     if (!result.ok) throw new CoordinationFailure(result);
+    if (options.hintFor !== undefined) this.options.hints?.recorded(options.hintFor, result.value.encoded?.length ?? 0);
     return { written: result.value.written, previouslyPresent: result.value.previouslyPresent, encoded: result.value.encoded ?? null };
   }
 
-  private async mergeOn(nodeId: string, namespace: string, key: Uint8Array, encoded: Uint8Array): Promise<void> {
-    if (nodeId === this.options.self) {
+  /** Merges an object into a replica; `hintFor`: the replica is a fallback holding it for that primary. */
+  private async mergeOn(nodeId: string, namespace: string, key: Uint8Array, encoded: Uint8Array, hintFor?: string): Promise<void> {
+    if (nodeId === this.options.self) return this.mergeHere(namespace, key, encoded, hintFor ?? null);
+    await this.ask(nodeId, replicaMessages.merge, { namespace, key, object: encoded, hint: hintFor ?? null });
+  }
+
+  private async mergeHere(namespace: string, key: Uint8Array, encoded: Uint8Array, hintFor: string | null): Promise<void> {
+    if (hintFor === null) {
       unwrap(await this.options.local.mergeObject(namespace, key, encoded));
       return;
     }
-    await this.ask(nodeId, replicaMessages.merge, { namespace, key, object: encoded });
+    const refused = this.refuseHint(hintFor);
+    if (refused !== undefined) throw new CoordinationFailure(refused);
+    unwrap(await this.options.local.mergeObject(namespace, key, encoded, hintFor));
+    this.options.hints?.recorded(hintFor, encoded.length);
+  }
+
+  /** A failure when this node keeps no more hints (its hint storage is full), else undefined. */
+  private refuseHint(hintFor: string | undefined): Failure | undefined {
+    if (hintFor === undefined || this.options.hints === undefined || this.options.hints.admits()) return undefined;
+    return failure(ErrorCode.unavailable, `this node's hint storage is full: it takes no write as a fallback for ${hintFor}`);
   }
 
   /** Read repair (Dynamo §4.5): in the background; a failure is left to the next read. */
@@ -440,8 +511,8 @@ export class Coordinator implements KeyValueStore {
       return unwrap(await local.readObject(namespace, key)) ?? null;
     });
     messenger.handle(replicaMessages.merge, async (body) => {
-      const { namespace, key, object } = body as { namespace: string; key: Uint8Array; object: Uint8Array };
-      unwrap(await local.mergeObject(namespace, key, object));
+      const { namespace, key, object, hint } = body as { namespace: string; key: Uint8Array; object: Uint8Array; hint?: string | null };
+      await this.mergeHere(namespace, key, object, hint ?? null);
       return null;
     });
     messenger.handle(replicaMessages.coordinate, async (body) => {
@@ -465,6 +536,16 @@ class CoordinationFailure extends Error {
   }
 }
 
+/**
+ * The replica that applies a write first and gives it its dot: this node when it is a primary,
+ * else the first primary, else (every primary down) this node or the first fallback.
+ */
+function coordinatingReplica(replicas: readonly PreferenceEntry[], self: string): PreferenceEntry {
+  const own = replicas.find((replica) => replica.nodeId === self);
+  if (own?.role === 'primary') return own;
+  return replicas.find((replica) => replica.role === 'primary') ?? own ?? (replicas[0] as PreferenceEntry);
+}
+
 /** The first `r` replicas to read: this node when it is one, then the others in list order. */
 function readTargets(replicas: readonly PreferenceEntry[], r: number, self: string): PreferenceEntry[] {
   const local = replicas.filter((replica) => replica.nodeId === self);
@@ -481,10 +562,8 @@ function newestOnly(result: Result<ReadResult | undefined>): Result<ReadResult |
 }
 
 function withoutUndefined(options: QuorumOptions): QuorumOptions {
-  const defined: { n?: number; r?: number; w?: number } = {};
-  if (options.n !== undefined) defined.n = options.n;
-  if (options.r !== undefined) defined.r = options.r;
-  if (options.w !== undefined) defined.w = options.w;
+  const defined: { -readonly [K in keyof QuorumOptions]: number } = {};
+  for (const name of quorumNames) if (options[name] !== undefined) defined[name] = options[name];
   return defined;
 }
 
@@ -493,20 +572,24 @@ function target(entry: PreferenceEntry): getCoordinator.ReplicaTarget {
 }
 
 function writeOptionsOf(options: WriteOptions & QuorumOptions): WriteOptions {
-  const { n: _n, r: _r, w: _w, ...write } = options;
+  const { n: _n, r: _r, w: _w, pr: _pr, pw: _pw, ...write } = options;
   return write;
 }
 
-function quorumFailure(kind: 'read' | 'write', answered: number, needed: number, quorum: QuorumDefaults): Failure {
+function quorumFailure(kind: 'read' | 'write', short: 'r' | 'pr' | 'w' | 'pw', answered: number, needed: number, quorum: Quorum): Failure {
   mark('coordinator.quorum-failed');
   const verb = kind === 'read' ? 'answered' : 'acknowledged';
-  const setting = kind === 'read' ? `r=${quorum.r}` : `w=${quorum.w}`;
-  return failure(ErrorCode.unavailable, `${kind} quorum not met: ${answered} of ${needed} replicas ${verb} (${setting}, n=${quorum.n})`);
+  const which = short === 'pr' || short === 'pw' ? 'primary replicas' : 'replicas';
+  return failure(ErrorCode.unavailable, `${kind} quorum not met: ${answered} of ${needed} ${which} ${verb} (${short}=${quorum[short]}, n=${quorum.n})`);
 }
 
-function tooFewReplicas(kind: 'read' | 'write', up: number, quorum: QuorumDefaults): Failure {
-  const needed = kind === 'read' ? `r=${quorum.r}` : `w=${quorum.w}`;
-  return failure(ErrorCode.unavailable, `${kind} quorum not met: only ${up} of n=${quorum.n} replicas are up, ${needed} needed`);
+/** The failure when too few replicas (or primaries, for PR / PW) are up to reach the quorum. */
+function tooFewReplicas(kind: 'read' | 'write', replicas: readonly PreferenceEntry[], quorum: Quorum): Failure | undefined {
+  const [count, primaryCount] = kind === 'read' ? [quorum.r, quorum.pr] : [quorum.w, quorum.pw];
+  const primaries = replicas.filter((replica) => replica.role === 'primary').length;
+  if (replicas.length < count) return failure(ErrorCode.unavailable, `${kind} quorum not met: only ${replicas.length} of n=${quorum.n} replicas are up, ${kind === 'read' ? 'r' : 'w'}=${count} needed`);
+  if (primaries < primaryCount) return failure(ErrorCode.unavailable, `${kind} quorum not met: only ${primaries} of n=${quorum.n} primary replicas are up, ${kind === 'read' ? 'pr' : 'pw'}=${primaryCount} needed`);
+  return undefined;
 }
 
 function unwrap<T>(result: Result<T>): T {

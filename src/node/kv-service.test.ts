@@ -11,6 +11,7 @@ import type { Engine } from '../storage/engine.js';
 import { SystemClock } from '../world/clock.js';
 import { DelayedEngine } from '../../test/helpers/resp-fixture.js';
 import { KvService, type WriteOutcome } from './kv-service.js';
+import { parseStorageKey } from './storage-key.js';
 import type { Result } from '../core/errors.js';
 
 const limits = { keyBytesMax: 64, valueBytesMax: 256, siblingsMax: 3 };
@@ -216,4 +217,58 @@ describe('kv: partitions', () => {
       }
     });
   }
+});
+
+describe('kv: hint markers (hinted handoff)', () => {
+  async function markers(kv: KvService, target?: string): Promise<string[]> {
+    const found: string[] = [];
+    for await (const marker of kv.hintMarkers(target)) found.push(`${marker.target}:${parseStorageKey(marker.engineKey)?.namespace}/${Buffer.from(parseStorageKey(marker.engineKey)?.key ?? []).toString()}`);
+    return found;
+  }
+
+  it('kv: a write for a down primary stores the object and a marker naming it; markers stay out of partitions and key listings', async () => {
+    const kv = service();
+    written(await kv.put('ns', Buffer.from('a'), Buffer.from('1'), { hintFor: 'node-x' }));
+    assert.ok((await kv.mergeObject('ns', Buffer.from('b'), written(await service().put('ns', Buffer.from('b'), Buffer.from('2'))).encoded!, 'node-y')).ok);
+    written(await kv.delete('ns', Buffer.from('a'), { context: 'current', hintFor: 'node-y' }));
+    written(await kv.put('ns', Buffer.from('c'), Buffer.from('3')));
+    assert.deepEqual(await markers(kv), ['node-x:ns/a', 'node-y:ns/a', 'node-y:ns/b']);
+    assert.deepEqual(await markers(kv, 'node-y'), ['node-y:ns/a', 'node-y:ns/b']);
+    const listed = await kv.keys('ns', { limit: 10 });
+    assert.ok(listed.ok);
+    assert.deepEqual(listed.value.map((found) => Buffer.from(found).toString()).sort(), ['b', 'c']);
+    let objects = 0;
+    for (let partition = 0; partition < 8; partition++) for await (const _ of kv.partitionObjects(partition, 8)) objects++;
+    assert.equal(objects, 3, 'a, b and c; no marker');
+  });
+
+  it('kv: a delivered hint loses its marker only if the object did not change since; the local copy goes only when asked and no other target waits for it', async () => {
+    const kv = service();
+    written(await kv.put('ns', key, Buffer.from('1'), { hintFor: 'node-x' }));
+    const [marker] = await (async () => {
+      const found = [];
+      for await (const entry of kv.hintMarkers('node-x')) found.push(entry);
+      return found;
+    })();
+    assert.ok(marker !== undefined);
+    const sent = await kv.readEngineKey(marker.engineKey);
+    assert.ok(sent.ok && sent.value !== undefined);
+    const snapshot = Buffer.from(sent.value);
+    written(await kv.put('ns', key, Buffer.from('2'), { context: 'current', hintFor: 'node-x' }));
+    const stale = await kv.completeHint('node-x', marker.engineKey, snapshot, { otherTargets: [] });
+    assert.ok(stale.ok && stale.value === false, 'a newer write keeps the marker');
+    assert.deepEqual(await markers(kv), ['node-x:ns/k']);
+
+    written(await kv.put('ns', key, Buffer.from('3'), { context: 'current', hintFor: 'node-y' }));
+    const current = await kv.readEngineKey(marker.engineKey);
+    assert.ok(current.ok && current.value !== undefined);
+    const done = await kv.completeHint('node-x', marker.engineKey, Buffer.from(current.value), { otherTargets: ['node-y'] });
+    assert.ok(done.ok && done.value === true);
+    assert.deepEqual(await markers(kv), ['node-y:ns/k']);
+    assert.deepEqual(text(await kv.get('ns', key)), ['3'], 'kept: node-y still waits for it');
+    const last = await kv.completeHint('node-y', marker.engineKey, Buffer.from(current.value), { otherTargets: ['node-x'] });
+    assert.ok(last.ok && last.value === true);
+    assert.deepEqual(await markers(kv), []);
+    assert.deepEqual(text(await kv.get('ns', key)), [], 'dropped: no target left and this node does not own it');
+  });
 });

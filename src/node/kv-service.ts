@@ -2,10 +2,10 @@ import { assert } from '../core/assert.js';
 import { mark, simulationBugs } from '../core/simulation-hooks.js';
 import { absorbs, clientWrite, join, overwrite, sync, update, values, type VersionVector } from '../core/dvv.js';
 import { ErrorCode, failure, RingkvError, success, type Failure, type Result } from '../core/errors.js';
-import { then, type Engine, type MaybePromise } from '../storage/engine.js';
+import { then, type BatchOperation, type Engine, type MaybePromise } from '../storage/engine.js';
 import type { Clock } from '../world/clock.js';
 import { decodeClock, decodeContext, decodeHistory, decodeNewestValue, decodeObject, encodeContext, encodeObject, type Sibling, type StoredObject } from './stored-object.js';
-import { parseStorageKey, partitionRange, storageKey } from './storage-key.js';
+import { hintKey, hintRange, parseHintKey, parseStorageKey, partitionRange, storageKey } from './storage-key.js';
 
 export interface KvLimits {
   readonly keyBytesMax: number;
@@ -41,6 +41,12 @@ export interface WriteOptions {
    * outcome: a coordinator starts replicating then instead of after the local fsync.
    */
   readonly onIssued?: (outcome: WriteOutcome) => void;
+  /**
+   * This node takes the write as a fallback for the primary replica `hintFor` (sloppy quorum):
+   * a hint marker naming it is written in the same atomic batch, and hinted handoff later
+   * delivers the object to it (src/node/hinted-handoff.ts).
+   */
+  readonly hintFor?: string;
 }
 
 export interface WriteOutcome {
@@ -59,7 +65,14 @@ export interface QuorumOptions {
   readonly n?: number;
   readonly r?: number;
   readonly w?: number;
+  /** Of the R replies, how many must come from primary replicas, not fallbacks (Riak's `pr`); default 0. */
+  readonly pr?: number;
+  /** Of the W acks, how many must come from primary replicas (Riak's `pw`): no sloppy quorum for them; default 0. */
+  readonly pw?: number;
 }
+
+/** The names of QuorumOptions, in the order they are shown. */
+export const quorumNames = ['n', 'r', 'w', 'pr', 'pw'] as const;
 
 /**
  * What the client-facing APIs (HTTP, RESP) read and write through: the local store on a single
@@ -71,6 +84,16 @@ export interface KeyValueStore {
   put(namespace: string, key: Uint8Array, value: Uint8Array, options?: WriteOptions & QuorumOptions): MaybePromise<Result<WriteOutcome>>;
   delete(namespace: string, key: Uint8Array, options?: Pick<WriteOptions, 'context' | 'onIssued'> & QuorumOptions): MaybePromise<Result<WriteOutcome>>;
   keys(namespace: string, options: { readonly limit: number; readonly after?: Uint8Array }): Promise<Result<Uint8Array[]>>;
+}
+
+/** A hint marker: this node holds the object under `engineKey` for `target` (hinted handoff). */
+export interface HintMarker {
+  readonly target: string;
+  readonly engineKey: Buffer;
+  /** Wall-clock time of the hinted write. */
+  readonly writtenAtMs: number;
+  /** Size of the hinted object then. */
+  readonly bytes: number;
 }
 
 /** One stored object of a partition, as `KvService.partitionObjects` yields it. */
@@ -145,7 +168,7 @@ export class KvService implements KeyValueStore {
    * Merges an object another replica holds (replication of a coordinated write, read repair):
    * the stored object becomes the DVV sync of both, so nothing either side holds is lost.
    */
-  mergeObject(namespace: string, key: Uint8Array, incoming: Uint8Array): MaybePromise<Result<void>> {
+  mergeObject(namespace: string, key: Uint8Array, incoming: Uint8Array, hintFor?: string): MaybePromise<Result<void>> {
     const invalid = this.validate(namespace, key, undefined);
     if (invalid !== undefined) return invalid;
     const engineKey = storageKey(namespace, key);
@@ -162,7 +185,70 @@ export class KvService implements KeyValueStore {
             mark('kv.merge-changed-replica');
           }
         }
-        return issued(this.engine.put(engineKey, merged), success(undefined));
+        return issued(this.store(engineKey, merged, hintFor), success(undefined));
+      }),
+    );
+  }
+
+  /** Writes an object, with the hint marker for `hintFor` in the same atomic batch when given. */
+  private store(engineKey: Buffer, encoded: Uint8Array, hintFor: string | undefined): MaybePromise<void> {
+    if (hintFor === undefined) return this.engine.put(engineKey, encoded);
+    mark('handoff.hint-stored');
+    const marker = Buffer.alloc(12);
+    marker.writeDoubleBE(this.options.clock.wallMs(), 0);
+    marker.writeUInt32BE(encoded.length, 8);
+    return this.engine.batch([
+      { type: 'put', key: engineKey, value: encoded },
+      { type: 'put', key: hintKey(hintFor, engineKey), value: marker },
+    ]);
+  }
+
+  /**
+   * The hint markers this node keeps, for `target` or for all, in engine order; with `after`,
+   * those of `target` past that object's engine key.
+   */
+  async *hintMarkers(target?: string, after?: Buffer): AsyncGenerator<HintMarker> {
+    if (this.attached === undefined) throw new RingkvError(ErrorCode.unavailable, 'the storage engine is not running');
+    const range = hintRange(target);
+    if (target !== undefined && after !== undefined) range.gte = Buffer.concat([hintKey(target, after), Buffer.of(0)]);
+    for await (const entry of this.engine.scan(range)) {
+      const parsed = parseHintKey(entry.key);
+      assert(parsed !== undefined && entry.value.length === 12, 'every key in the hint range is a hint marker');
+      const value = Buffer.from(entry.value.buffer, entry.value.byteOffset, entry.value.length);
+      yield { target: parsed.target, engineKey: Buffer.from(parsed.engineKey), writtenAtMs: value.readDoubleBE(0), bytes: value.readUInt32BE(8) };
+    }
+  }
+
+  /** The stored object under an engine key (from a hint marker), encoded; undefined when absent. */
+  readEngineKey(engineKey: Buffer): MaybePromise<Result<Uint8Array | undefined>> {
+    if (this.attached === undefined) return failure(ErrorCode.unavailable, 'the storage engine is not running');
+    return this.serialized(engineKey, () => then(this.engine.get(engineKey), (bytes) => success(bytes)));
+  }
+
+  /**
+   * A hinted object was delivered to `target` as `delivered` (undefined: it was absent): the
+   * marker is removed unless the object changed since (a newer write for the target keeps the
+   * marker for the next delivery). With `dropLocal`, this node's copy goes too, unless another
+   * target still has a marker for it: a fallback keeps no data it does not own. Answers whether
+   * the marker was removed.
+   */
+  completeHint(target: string, engineKey: Buffer, delivered: Uint8Array | undefined, dropLocal: { readonly otherTargets: readonly string[] } | undefined): MaybePromise<Result<boolean>> {
+    if (this.attached === undefined) return failure(ErrorCode.unavailable, 'the storage engine is not running');
+    return this.serialized(engineKey, () =>
+      then(this.engine.get(engineKey), (current) => {
+        const unchanged = current === undefined ? delivered === undefined : delivered !== undefined && Buffer.from(current.buffer, current.byteOffset, current.length).equals(delivered);
+        if (!unchanged) return success(false);
+        const operations: BatchOperation[] = [{ type: 'delete', key: hintKey(target, engineKey) }];
+        if (dropLocal === undefined || current === undefined) return issued(this.engine.batch(operations), success(true));
+        const others = dropLocal.otherTargets.filter((other) => other !== target).map((other) => this.engine.get(hintKey(other, engineKey)));
+        const decide = (markers: readonly (Uint8Array | undefined)[]): MaybePromise<Result<boolean> | Issued<Result<boolean>>> => {
+          if (markers.every((marker) => marker === undefined)) {
+            operations.push({ type: 'delete', key: engineKey });
+            mark('handoff.fallback-copy-dropped');
+          }
+          return issued(this.engine.batch(operations), success(true));
+        };
+        return others.some((other) => other instanceof Promise) ? Promise.all(others).then(decide) : decide(others as (Uint8Array | undefined)[]);
       }),
     );
   }
@@ -195,7 +281,7 @@ export class KvService implements KeyValueStore {
    * Writes a versioned tombstone that supersedes what `options.context` saw ('current': all of
    * it). A key without a live value is left alone (`written: false`).
    */
-  delete(namespace: string, key: Uint8Array, options: Pick<WriteOptions, 'context' | 'onIssued' | 'recordTombstone'> = {}): MaybePromise<Result<WriteOutcome>> {
+  delete(namespace: string, key: Uint8Array, options: Pick<WriteOptions, 'context' | 'onIssued' | 'recordTombstone' | 'hintFor'> = {}): MaybePromise<Result<WriteOutcome>> {
     const invalid = this.validate(namespace, key, undefined);
     if (invalid !== undefined) return invalid;
     const tombstone: Sibling = { value: null, writtenAtMs: this.options.clock.wallMs(), contentType: '' };
@@ -310,7 +396,7 @@ export class KvService implements KeyValueStore {
     if (siblingCount > 1) mark('kv.siblings-created');
     const encoded = encodeObject(next);
     const outcome = success(new Outcome(true, present, next, encoded));
-    const write = issued(this.engine.put(engineKey, encoded), outcome);
+    const write = issued(this.store(engineKey, encoded, options.hintFor), outcome);
     options.onIssued?.(outcome.value);
     return write;
   }

@@ -43,10 +43,13 @@ export function parseStorageKey(engineKey: Uint8Array): { readonly namespace: st
   return { namespace, key: engineKey.subarray(start + namespaceBytes) };
 }
 
-/** The engine key range [gte, lt) holding every key of one partition (lt absent: to the end). */
+/**
+ * The engine key range [gte, lt) holding every key of one partition (lt absent: to the end).
+ * The first partition starts after the node's own records (`metaPrefix`).
+ */
 export function partitionRange(partition: number, partitionCount: number): { gte: Buffer; lt?: Buffer } {
   const { first, end } = partitionTokenPrefixes(partition, partitionCount);
-  const gte = Buffer.of(first >>> 8, first & 0xff);
+  const gte = first === 0 ? Buffer.of(0, 0, 1) : Buffer.of(first >>> 8, first & 0xff);
   if (end >= 1 << tokenPrefixBits) return { gte };
   return { gte, lt: Buffer.of(end >>> 8, end & 0xff) };
 }
@@ -54,4 +57,45 @@ export function partitionRange(partition: number, partitionCount: number): { gte
 /** The order keys of one namespace are listed in: the order of their engine keys. */
 export function compareKeys(namespace: string, left: Uint8Array, right: Uint8Array): number {
   return Buffer.compare(storageKey(namespace, left), storageKey(namespace, right));
+}
+
+/**
+ * The node's own records share the engine with the stored objects, so that a record and the
+ * object it is about are written in one atomic batch. They start with a token prefix of 0 and a
+ * namespace length of 0, which no storage key has, so they sort before every partition and no
+ * partition range or namespace listing meets them:
+ *
+ *   hint = 00 00 00 | 'h' | target length (1 byte) | target node id | engine key of the object
+ */
+const metaPrefix = Buffer.of(0, 0, 0);
+const hintKind = 0x68; // 'h'
+
+/** The hint marker of an object this node holds for `target` (hinted handoff, src/node/hinted-handoff.ts). */
+export function hintKey(target: string, engineKey: Uint8Array): Buffer {
+  assert(target.length > 0 && target.length < 256 && /^[\x21-\x7e]+$/.test(target), 'hint target must be a printable node id of 1-255 bytes');
+  return Buffer.concat([metaPrefix, Buffer.of(hintKind, target.length), Buffer.from(target, 'latin1'), engineKey]);
+}
+
+/** The hint markers for `target`, or for every target when absent. */
+export function hintRange(target?: string): { gte: Buffer; lt: Buffer } {
+  const start = target === undefined ? Buffer.concat([metaPrefix, Buffer.of(hintKind)]) : Buffer.concat([metaPrefix, Buffer.of(hintKind, target.length), Buffer.from(target, 'latin1')]);
+  return { gte: start, lt: prefixEnd(start) };
+}
+
+export function parseHintKey(key: Uint8Array): { readonly target: string; readonly engineKey: Buffer } | undefined {
+  const bytes = Buffer.from(key.buffer, key.byteOffset, key.length);
+  if (bytes.length < 5 || bytes.compare(metaPrefix, 0, 3, 0, 3) !== 0 || bytes[3] !== hintKind) return undefined;
+  const length = bytes[4] as number;
+  if (length === 0 || bytes.length <= 5 + length) return undefined;
+  return { target: bytes.toString('latin1', 5, 5 + length), engineKey: bytes.subarray(5 + length) };
+}
+
+/** The least key greater than every key starting with `prefix` (prefix not all 0xff bytes). */
+function prefixEnd(prefix: Buffer): Buffer {
+  const end = Buffer.from(prefix);
+  let index = end.length - 1;
+  while (index >= 0 && end[index] === 0xff) index--;
+  assert(index >= 0, 'a prefix of only 0xff bytes has no end');
+  end[index] = (end[index] as number) + 1;
+  return end.subarray(0, index + 1);
 }

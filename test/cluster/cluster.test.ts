@@ -1,63 +1,9 @@
 import assert from 'node:assert/strict';
 import { createConnection } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
+import { clusterArgs, eventually, redisOf, startCluster, statusOf } from '../helpers/cluster.js';
 import { startNode, type RunningNode } from '../helpers/ringkv-process.js';
-
-/** Fast gossip so that joins, failures and recoveries show within a few seconds. */
-const clusterArgs = ['--gossip-interval-ms', '200'];
-
-interface Member {
-  nodeId: string;
-  state: string;
-  partitions: number;
-}
-
-async function statusOf(node: RunningNode): Promise<{ ring: { epoch: number }; members: Member[] }> {
-  const response = await fetch(`${node.baseUrl}/admin/status`);
-  assert.equal(response.status, 200);
-  return (await response.json()) as { ring: { epoch: number }; members: Member[] };
-}
-
-async function eventually<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const found = await probe().catch(() => undefined);
-    if (found !== undefined) return found;
-    assert.ok(Date.now() < deadline, `${what}: not within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
-
-/** Starts `count` nodes, the first founding the cluster, the others joining it; waits until all see all. */
-async function startCluster(count: number): Promise<RunningNode[]> {
-  const first = await startNode({ args: ['--node-id', 'node-1', ...clusterArgs] });
-  const started = await Promise.allSettled(
-    Array.from({ length: count - 1 }, (_, index) =>
-      startNode({ args: ['--node-id', `node-${index + 2}`, '--join', `127.0.0.1:${first.peerPort}`, ...clusterArgs] }),
-    ),
-  );
-  const nodes = [first, ...started.flatMap((outcome) => (outcome.status === 'fulfilled' ? [outcome.value] : []))];
-  try {
-    const failed = started.find((outcome) => outcome.status === 'rejected');
-    if (failed !== undefined) throw (failed as PromiseRejectedResult).reason;
-    await eventually('every node sees every member valid on one ring', 20_000, async () => {
-      const views = await Promise.all(nodes.map(statusOf));
-      const epochs = new Set(views.map((view) => view.ring.epoch));
-      const settled = views.every((view) => view.members.length === count && view.members.every((member) => member.state === 'valid' && member.partitions > 0));
-      return settled && epochs.size === 1 ? true : undefined;
-    });
-  } catch (error) {
-    // Nodes left running would keep the test process alive.
-    await Promise.all(nodes.map((node) => node.stop('SIGKILL')));
-    throw error;
-  }
-  return nodes;
-}
-
-function redisOf(node: RunningNode): Redis {
-  return new Redis({ host: '127.0.0.1', port: node.respPort, maxRetriesPerRequest: 0 });
-}
 
 describe('cluster: three nodes', () => {
   let nodes: RunningNode[] = [];
