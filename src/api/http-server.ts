@@ -84,6 +84,8 @@ export interface AdminApi {
   leave(nodeId: string | undefined): Promise<Result<void>>;
   namespaces(): Result<Record<string, unknown>>;
   setNamespace(name: string, settings: unknown): Promise<Result<unknown>>;
+  /** Partition transfers and hints of every member (`ringkv transfers`). */
+  transfers(): Promise<Result<Record<string, unknown>>>;
   /** What this node's own replica holds for a key, tombstones included; undefined when nothing. */
   replica(namespace: string, key: Uint8Array): Promise<Result<Record<string, unknown> | undefined>>;
 }
@@ -225,6 +227,7 @@ export class HttpServer {
       }
       return send(reply, await admin.setNamespace(request.params.name, settings));
     });
+    this.app.get('/admin/transfers', async (_request, reply) => send(reply, await admin.transfers()));
     this.app.get<KeyRoute>('/admin/replica/:namespace/:key', async (request, reply) => {
       const { namespace, key } = request.params;
       const result = await admin.replica(namespace, Buffer.from(key, 'utf8'));

@@ -87,7 +87,33 @@ const namespaceSchema = z.object({ name: z.string(), n: z.number(), r: z.number(
 export const namespacesResponseSchema = z.object({ namespaces: z.array(namespaceSchema) });
 export const namespaceResponseSchema = namespaceSchema;
 
+const transferSchema = z.object({
+  partition: z.number().int().min(0),
+  targets: z.array(z.string()),
+  drop: z.boolean(),
+  state: z.string(),
+  totalObjects: z.number().nullable(),
+  sentObjects: z.number(),
+  sentBytes: z.number(),
+  bytesPerSecond: z.number(),
+  waiting: z.string().nullable().optional(),
+});
+const hintsSchema = z.object({
+  pending: z.array(z.object({ target: z.string(), hints: z.number(), bytes: z.number(), up: z.boolean() })),
+  pendingHints: z.number(),
+  deliveredHints: z.number(),
+});
+export const transfersResponseSchema = z.object({
+  nodes: z.array(z.object({
+    nodeId: z.string(),
+    transfers: z.object({ transferLimit: z.number(), transfers: z.array(transferSchema) }).nullable(),
+    hints: hintsSchema.nullable(),
+  })),
+  unreachable: z.array(z.string()),
+});
+
 export type StatusResponse = z.output<typeof statusResponseSchema>;
+export type TransfersResponse = z.output<typeof transfersResponseSchema>;
 export type MemberReport = StatusResponse['members'][number];
 export type RingResponse = z.output<typeof ringResponseSchema>;
 export type NamespaceSettings = z.output<typeof namespaceSchema>;
@@ -123,6 +149,10 @@ export class AdminClient {
 
   ring(): Promise<AdminResult<RingResponse>> {
     return this.request('GET', '/admin/ring').then((raw) => this.decode(raw, ringResponseSchema, '/admin/ring'));
+  }
+
+  transfers(): Promise<AdminResult<TransfersResponse>> {
+    return this.request('GET', '/admin/transfers').then((raw) => this.decode(raw, transfersResponseSchema, '/admin/transfers'));
   }
 
   join(seed: string): Promise<AdminResult<unknown>> {

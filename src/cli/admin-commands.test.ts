@@ -5,7 +5,7 @@ import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import { freePort, runCli } from '../../test/helpers/ringkv-process.js';
 import { AdminClient, httpBaseUrl, interpretAnswer, isHostPort, unreachableMessage, type StatusResponse } from './admin-client.js';
-import { compressRanges, formatNamespaces, formatPercent, formatRing, formatStatus, formatTable, namespaceUpdate, partitionsByOwner, wrapList } from './admin-commands.js';
+import { compressRanges, formatBytes, formatNamespaces, formatPercent, formatRing, formatStatus, formatTable, formatTransfers, namespaceUpdate, partitionsByOwner, progressBar, wrapList } from './admin-commands.js';
 
 const status: StatusResponse = {
   nodeId: 'dev-1',
@@ -175,6 +175,40 @@ describe('cli: admin formatting (pure)', () => {
     const refused = new TypeError('fetch failed', { cause: Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }) });
     assert.equal(unreachableMessage('http://127.0.0.1:8098', refused, undefined), 'cannot reach the node at http://127.0.0.1:8098 (ECONNREFUSED); is it running? (ringkv start)');
     assert.equal(unreachableMessage('http://h:1', new Error('x'), 5000), 'cannot reach the node at http://h:1 (no answer within 5 s); is it running? (ringkv start)');
+  });
+});
+
+describe('cli: transfers formatting (pure)', () => {
+  test('progress bars and byte sizes', () => {
+    assert.equal(progressBar(0, 10, 10), '[..........]   0%');
+    assert.equal(progressBar(5, 10, 10), '[#####.....]  50%');
+    assert.equal(progressBar(12, 10, 10), '[##########] 100%');
+    assert.equal(progressBar(0, 0, 4), '[####] 100%', 'an empty partition is done');
+    assert.equal(formatBytes(812), '812 B');
+    assert.equal(formatBytes(3277), '3.2 KiB');
+    assert.equal(formatBytes(1.5 * 1024 * 1024), '1.5 MiB');
+  });
+
+  test('ringkv transfers: one row per unfinished transfer, done ones counted, hints per holder, silent members named', () => {
+    const transfer = { partition: 17, targets: ['node-4'], drop: true, state: 'sending', totalObjects: 200, sentObjects: 50, sentBytes: 5000, bytesPerSecond: 1536, waiting: null };
+    const text = formatTransfers({
+      nodes: [
+        { nodeId: 'node-2', transfers: { transferLimit: 2, transfers: [transfer, { ...transfer, partition: 18, state: 'done' }] }, hints: { pending: [{ target: 'node-3', hints: 52, bytes: 3300, up: false }], pendingHints: 52, deliveredHints: 0 } },
+        { nodeId: 'node-1', transfers: { transferLimit: 2, transfers: [{ ...transfer, partition: 3, state: 'pending', totalObjects: null, sentObjects: 0, bytesPerSecond: 0, waiting: 'target node-4 down' }] }, hints: null },
+      ],
+      unreachable: ['node-5'],
+    });
+    assert.equal(text, [
+      'transfer          partition  progress                     objects         rate       state',
+      'node-1 -> node-4  3          [....................]   0%  0 objects       0 B/s      waiting: target node-4 down',
+      'node-2 -> node-4  17         [#####...............]  25%  50/200 objects  1.5 KiB/s  sending',
+      '',
+      'hints: node-2 holds 52 for node-3 (3.2 KiB; node-3 down)',
+      '',
+      '2 transfers under way, 1 done in the last 10 minutes; 52 hints waiting',
+      'not answering: node-5',
+      '',
+    ].join('\n'));
   });
 });
 

@@ -11,6 +11,7 @@ import {
   type NamespaceUpdate,
   type RingResponse,
   type StatusResponse,
+  type TransfersResponse,
 } from './admin-client.js';
 
 /**
@@ -132,6 +133,66 @@ export function formatRing(ring: RingResponse): string {
   return `${lines.join('\n')}\n`;
 }
 
+/** `[########............]  42%`: a bar of `width` cells for `done` of `total`. */
+export function progressBar(done: number, total: number, width = 20): string {
+  const fraction = total <= 0 ? 1 : Math.min(1, Math.max(0, done / total));
+  const filled = Math.round(fraction * width);
+  return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${String(Math.floor(fraction * 100)).padStart(3)}%`;
+}
+
+/** Bytes as `812 B`, `3.2 KiB`, `1.5 MiB`, `2.0 GiB`. */
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${Math.round(value)} B` : `${value.toFixed(1)} ${units[unit]}`;
+}
+
+type TransferRow = NonNullable<TransfersResponse['nodes'][number]['transfers']>['transfers'][number];
+
+function transferStateText(transfer: TransferRow): string {
+  if (transfer.waiting !== null && transfer.waiting !== undefined) return `waiting: ${transfer.waiting}`;
+  if (transfer.state === 'sent') return 'sent; dropping the copy';
+  if (transfer.state === 'pending') return 'queued';
+  return transfer.state;
+}
+
+/** `ringkv transfers`: what moves where with progress bars and rates, then the hints waiting. */
+export function formatTransfers(answer: TransfersResponse): string {
+  const lines: string[] = [];
+  const rows: string[][] = [];
+  let done = 0;
+  for (const node of [...answer.nodes].sort((a, b) => a.nodeId.localeCompare(b.nodeId))) {
+    for (const transfer of node.transfers?.transfers ?? []) {
+      if (transfer.state === 'done') {
+        done++;
+        continue;
+      }
+      const total = transfer.totalObjects ?? 0;
+      rows.push([
+        `${node.nodeId} -> ${transfer.targets.join(', ')}`,
+        String(transfer.partition),
+        transfer.totalObjects === null ? progressBar(0, 1) : progressBar(transfer.sentObjects, total),
+        transfer.totalObjects === null ? `${transfer.sentObjects} objects` : `${transfer.sentObjects}/${total} objects`,
+        `${formatBytes(transfer.bytesPerSecond)}/s`,
+        transferStateText(transfer),
+      ]);
+    }
+  }
+  if (rows.length > 0) lines.push(formatTable(['transfer', 'partition', 'progress', 'objects', 'rate', 'state'], rows), '');
+  const hints = answer.nodes.flatMap((node) => (node.hints?.pending ?? []).map((entry) => ({ holder: node.nodeId, ...entry })));
+  for (const entry of hints) lines.push(`hints: ${entry.holder} holds ${entry.hints} for ${entry.target} (${formatBytes(entry.bytes)}; ${entry.target} ${entry.up ? 'up, delivering' : 'down'})`);
+  if (hints.length > 0) lines.push('');
+  const waitingHints = hints.reduce((sum, entry) => sum + entry.hints, 0);
+  lines.push(`${rows.length} transfer${rows.length === 1 ? '' : 's'} under way, ${done} done in the last 10 minutes; ${waitingHints} hint${waitingHints === 1 ? '' : 's'} waiting`);
+  if (answer.unreachable.length > 0) lines.push(`not answering: ${answer.unreachable.join(', ')}`);
+  return `${lines.join('\n')}\n`;
+}
+
 export function formatNamespaces(namespaces: readonly NamespaceSettings[]): string {
   if (namespaces.length === 0) return 'no namespaces configured; every namespace uses the node defaults (ringkv namespace set NAME to configure one)\n';
   const sorted = [...namespaces].sort((a, b) => a.name.localeCompare(b.name));
@@ -225,6 +286,24 @@ export function registerAdminCommands(program: Command): void {
     .action(async (flags: HttpFlags) => {
       const client = clientFor(flags);
       if (client !== undefined) await rawOrDecoded(client, flags, '/admin/ring', () => client.ring(), formatRing);
+    });
+  program.command('transfers')
+    .description('partitions moving between nodes (progress, rate) and hints waiting for down nodes, across the cluster')
+    .addOption(httpOption()).addOption(jsonOption())
+    .addOption(new Option('--watch', 'redraw every second until nothing moves or waits'))
+    .action(async (flags: HttpFlags & { watch?: boolean }) => {
+      const client = clientFor(flags);
+      if (client === undefined) return;
+      if (flags.watch !== true) return rawOrDecoded(client, flags, '/admin/transfers', () => client.transfers(), formatTransfers);
+      for (;;) {
+        const answer = await client.transfers();
+        if (!answer.ok) return failWith(answer.message, exitFailure);
+        const text = formatTransfers(answer.value);
+        process.stdout.write(process.stdout.isTTY === true ? `\x1b[2J\x1b[H${text}` : `${text}\n`);
+        const busy = answer.value.nodes.some((node) => (node.transfers?.transfers ?? []).some((transfer) => transfer.state !== 'done') || (node.hints?.pendingHints ?? 0) > 0);
+        if (!busy) return;
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+      }
     });
   program.command('join')
     .description('make the node join the cluster that SEED (HOST:PEERPORT, a member\'s peer address) belongs to')

@@ -216,6 +216,17 @@ describe('dev: supervisor (fake processes, virtual time)', () => {
     assert.equal(world.giveUps.length, 0);
   });
 
+  test('dev supervisor: a node that exits 0 (it left the cluster) is not restarted, and the others run on', async () => {
+    const world = fakeWorld(2);
+    for (const spec of world.specs) world.supervisor.start(spec);
+    world.latest('dev-2').exit({ code: 0, signal: null });
+    await world.clock.advance(60_000);
+    assert.equal(world.launched.length, 2);
+    assert.deepEqual(world.logs, ['dev-2 stopped (exit code 0: it left the cluster or was stopped); not restarting it']);
+    assert.equal(world.supervisor.isRunning('dev-1'), true);
+    assert.equal(world.giveUps.length, 0);
+  });
+
   test('dev supervisor: more than 5 restarts of one node within 60 s gives up once; stop then ends the others', async () => {
     const world = fakeWorld(2);
     for (const spec of world.specs) world.supervisor.start(spec);

@@ -382,6 +382,12 @@ export class DevSupervisor {
     if (this.halted) return;
     const { nodeId } = node.spec;
     if (exit.code === exitUsage) return this.giveUp({ kind: 'configuration', nodeId, last: exit });
+    // Exit code 0 is a node that meant to stop (it left the cluster, or was sent SIGTERM from
+    // outside): an OTP transient child, not restarted.
+    if (exit.code === 0) {
+      this.options.log(`${nodeId} stopped (exit code 0: it left the cluster or was stopped); not restarting it`);
+      return;
+    }
     const decision = node.policy.exited(this.options.clock.nowMs());
     if (decision.kind === 'give-up') {
       return this.giveUp({ kind: 'intensity', nodeId, exits: decision.exitsInWindow, windowMs: this.options.policy.restartWindowMs, last: exit });

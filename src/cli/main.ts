@@ -59,7 +59,9 @@ async function start(flags: Record<string, unknown>): Promise<void> {
     process.exit(code);
   };
   installSignalHandlers(logger, (signal) => void shutdown(signal, 0));
-  const world = { clock: new SystemClock(), random: createRandom(), fs: new NodeFileSystem(), logger };
+  // A node that left the cluster has nothing more to serve once everything is handed off.
+  const onLeft = (): void => void shutdown('left the cluster; every partition handed off', 0);
+  const world = { clock: new SystemClock(), random: createRandom(), fs: new NodeFileSystem(), logger, onLeft };
   // Clock timers do not hold the process open; while services start (and retry) nothing else may.
   const holdOpen = setInterval(() => {}, 60_000);
   try {

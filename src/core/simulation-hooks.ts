@@ -32,6 +32,11 @@ export const markNames = [
   'handoff.hint-stored',
   'handoff.hint-delivered',
   'handoff.fallback-copy-dropped',
+  'handoff.transfer-batch-sent',
+  'handoff.partition-handed-off',
+  'handoff.write-forwarded',
+  'handoff.transfer-reopened',
+  'kv.actor-renewed',
 ] as const;
 
 export type MarkName = (typeof markNames)[number];

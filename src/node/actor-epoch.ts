@@ -59,6 +59,17 @@ export async function beginEpoch(
   return { epoch: state.epoch, actor: state.actor };
 }
 
+/**
+ * A new epoch while the engine runs: the node dropped objects it had written (a partition handed
+ * off, a fallback's copy given back) and may coordinate writes to those keys again, whose dots
+ * under the old actor it no longer knows (Riak's KV679). Recorded as running (not clean).
+ */
+export async function renewEpoch(fs: FileSystem, dataDir: string, nodeId: string, random: Random, current: ActorEpoch): Promise<ActorEpoch> {
+  const state: EpochState = { epoch: current.epoch + 1, actor: `${nodeId}~${randomId(random, 8)}`, clean: false };
+  await writeEpoch(fs, join(dataDir, epochFile), state);
+  return { epoch: state.epoch, actor: state.actor };
+}
+
 /** Called after the engine closed with every accepted write durable: the next start keeps the epoch. */
 export async function endEpochCleanly(fs: FileSystem, dataDir: string, epoch: ActorEpoch): Promise<void> {
   await writeEpoch(fs, join(dataDir, epochFile), { epoch: epoch.epoch, actor: epoch.actor, clean: true });

@@ -91,6 +91,7 @@ export class ClusterMembership {
   private previous: Ring | undefined;
   private persisting: Promise<void> = Promise.resolve();
   private readonly startedAtMs: number;
+  private readonly ringListeners: ((previous: Ring, current: Ring) => void)[] = [];
 
   private constructor(
     private readonly options: ClusterMembershipOptions,
@@ -139,6 +140,15 @@ export class ClusterMembership {
    */
   get previousRing(): Ring | undefined {
     return this.previous;
+  }
+
+  /** Calls `listener` on every ring change this node sees, with the ring before and after. */
+  onRingChange(listener: (previous: Ring, current: Ring) => void): void {
+    this.ringListeners.push(listener);
+  }
+
+  private ringChanged(previous: Ring): void {
+    for (const listener of this.ringListeners) listener(previous, this.view.ring);
   }
 
   get current(): MembershipView {
@@ -307,6 +317,7 @@ export class ClusterMembership {
       mark('membership.ring-changed');
       this.previous = before;
       this.options.logger.info({ epoch: this.view.ring.epoch, claimant: this.view.ring.claimant }, 'ring changed');
+      this.ringChanged(before);
     }
   }
 
@@ -344,9 +355,11 @@ export class ClusterMembership {
     const changed = owning.some((member) => !ringOwners.has(member.nodeId)) || [...ringOwners].some((owner) => !owningIds.has(owner));
     if (changed && owning.length > 0) {
       const result = claim({ ring: this.view.ring, members: owning, nVal: this.options.nVal, claimant: self });
-      this.previous = this.view.ring;
+      const before = this.view.ring;
+      this.previous = before;
       this.view = setRing(this.view, result.ring);
       this.options.logger.info({ epoch: result.ring.epoch, moves: result.moves.length, violations: result.violations, owners: owning.length }, 'claimed a new ring');
+      if (this.view.ring.epoch !== before.epoch) this.ringChanged(before);
     }
     const owners = new Set(this.view.ring.owners);
     for (const member of this.view.members) {

@@ -2,14 +2,15 @@ import type { AdminApi } from '../api/http-server.js';
 import { join, values } from '../core/dvv.js';
 import { ErrorCode, failure, success, type Failure } from '../core/errors.js';
 import type { Random } from '../core/random.js';
-import type { PeerAddress, PeerMessenger } from '../net/peer-messenger.js';
+import type { MessageBody, PeerAddress, PeerMessenger } from '../net/peer-messenger.js';
 import { createTcpMessenger } from '../net/tcp-messenger.js';
 import type { Clock } from '../world/clock.js';
 import type { FileSystem } from '../world/file-system.js';
 import { ClusterMembership } from './cluster-membership.js';
 import type { Config } from './config.js';
 import { Coordinator } from './coordinator.js';
-import { HintedHandoff } from './hinted-handoff.js';
+import { handoffMessages, HintedHandoff, receiveHandedOffObjects, type HandoffReport } from './hinted-handoff.js';
+import { TransferService, type TransferReport } from './transfers.js';
 import { NamespaceRegistry, validateSettings } from './namespace-registry.js';
 import type { KeyValueStore, KvService } from './kv-service.js';
 import type { Logger } from './logger.js';
@@ -22,6 +23,8 @@ export interface ClusterWorld {
   readonly logger: Logger;
   /** The node's messenger on its peer address; absent: TCP (the simulator passes its network). */
   readonly createMessenger?: ((identity: { readonly nodeId: string; readonly host: string; readonly port: number }) => PeerMessenger) | undefined;
+  /** Called once this node left the cluster and handed everything off (the process then exits). */
+  readonly onLeft?: (() => void) | undefined;
 }
 
 /** Parses the --join list: HOST:PORT[,HOST:PORT...] (validated by the config schema). */
@@ -44,6 +47,7 @@ export class ClusterService {
   private coordinator: Coordinator | undefined;
   private namespaces: NamespaceRegistry | undefined;
   private handoff: HintedHandoff | undefined;
+  private transfers: TransferService | undefined;
   /** What the client APIs read and write through; stable across restarts of this service. */
   readonly store: KeyValueStore;
 
@@ -101,14 +105,12 @@ export class ClusterService {
         logger: world.logger,
         dataDir: config.dataDir,
       });
+      // What the coordinator and both kinds of handoff share: this node, its store, its peers.
+      const node = { self: this.nodeId, local: this.local, membership, messenger, clock: world.clock, logger: world.logger };
       const primaries: { of?: Coordinator['primariesOf'] } = {};
+      const forwarding: { targets?: (namespace: string, key: Uint8Array) => readonly string[] } = {};
       const handoff = await HintedHandoff.open({
-        self: this.nodeId,
-        local: this.local,
-        membership,
-        messenger,
-        clock: world.clock,
-        logger: world.logger,
+        ...node,
         primariesOf: (namespace, key) => primaries.of?.(namespace, key) ?? [],
         storageBytesMax: config.hintStorageBytesMax,
         bytesPerSecond: config.handoffBytesPerSecond,
@@ -116,24 +118,39 @@ export class ClusterService {
         requestTimeoutMs: config.requestTimeoutMs,
       });
       const coordinator = new Coordinator({
-        self: this.nodeId,
-        local: this.local,
-        membership,
-        messenger,
-        clock: world.clock,
-        logger: world.logger,
+        ...node,
         defaults: { n: config.nVal, r: config.r, w: config.w },
         namespaces,
         requestTimeoutMs: config.requestTimeoutMs,
         hints: handoff,
         hintWindowMs: config.hintWindowMs,
+        forwardTargets: (namespace, key) => forwarding.targets?.(namespace, key) ?? [],
       });
       primaries.of = (namespace, key) => coordinator.primariesOf(namespace, key);
+      const transfers = await TransferService.open({
+        ...node,
+        fs: world.fs,
+        dataDir: config.dataDir,
+        replicaCount: () => Math.max(config.nVal, ...namespaces.list().map((entry) => entry.n)),
+        transferLimit: config.transferLimit,
+        bytesPerSecond: config.handoffBytesPerSecond,
+        intervalMs: config.gossipIntervalMs,
+        requestTimeoutMs: config.requestTimeoutMs,
+        pendingHints: () => handoff.report().pendingHints,
+        hintTargets: () => handoff.targets(),
+        onLeft: world.onLeft,
+      });
+      forwarding.targets = (namespace, key) => transfers.forwardTargets(namespace, key);
+      membership.onRingChange((previous, current) => transfers.ringChanged(previous, current));
+      receiveHandedOffObjects(messenger, this.local, (namespace, key) => coordinator.primariesOf(namespace, key).includes(this.nodeId));
+      messenger.handle(handoffMessages.report, () => this.handoffReport() as unknown as MessageBody);
       this.coordinator = coordinator;
       this.namespaces = namespaces;
       membership.start();
       handoff.start();
+      transfers.start();
       this.handoff = handoff;
+      this.transfers = transfers;
       this.membershipValue = membership;
     } catch (error) {
       await messenger.close();
@@ -184,6 +201,10 @@ export class ClusterService {
         if (!settings.ok) return settings;
         return registry.set(name, settings.value);
       },
+      transfers: async () => {
+        if (this.membershipValue === undefined) return notRunning();
+        return success(await this.clusterHandoff());
+      },
       replica: async (namespace, key) => {
         const read = await this.local.readObject(namespace, key);
         if (!read.ok || read.value === undefined) return read.ok ? success(undefined) : read;
@@ -204,7 +225,37 @@ export class ClusterService {
     };
   }
 
+  /** This node's handoff: partition transfers and hints. */
+  handoffReport(): { transfers: TransferReport | null; hints: HandoffReport | null } {
+    return { transfers: this.transfers?.report() ?? null, hints: this.handoff?.report() ?? null };
+  }
+
+  /** Every member's handoff report, as `ringkv transfers` shows it; members that do not answer are listed. */
+  private async clusterHandoff(): Promise<{ nodes: { nodeId: string; transfers: TransferReport | null; hints: HandoffReport | null }[]; unreachable: string[] }> {
+    const membership = this.membershipValue;
+    const messenger = this.messenger;
+    if (membership === undefined || messenger === undefined) return { nodes: [], unreachable: [] };
+    const members = membership.current.members.filter((member) => member.status !== 'removed' || member.nodeId === this.nodeId);
+    const answers = await Promise.all(
+      members.map(async (member) => {
+        if (member.nodeId === this.nodeId) return { nodeId: member.nodeId, ...this.handoffReport() };
+        try {
+          const reply = (await messenger.request(member.address, handoffMessages.report, null, { timeoutMs: 2000 })) as ReturnType<ClusterService['handoffReport']>;
+          return { nodeId: member.nodeId, ...reply };
+        } catch {
+          return { nodeId: member.nodeId, unreachable: true as const };
+        }
+      }),
+    );
+    return {
+      nodes: answers.flatMap((answer) => ('unreachable' in answer ? [] : [answer])),
+      unreachable: answers.flatMap((answer) => ('unreachable' in answer ? [answer.nodeId] : [])),
+    };
+  }
+
   async stop(): Promise<void> {
+    await this.transfers?.stop();
+    this.transfers = undefined;
     await this.handoff?.stop();
     this.handoff = undefined;
     this.membershipValue?.stop();

@@ -61,6 +61,11 @@ export interface CoordinatorOptions {
   readonly hints?: HintLedger;
   /** A primary down longer than this gets no fallback (no hint); default: always one. */
   readonly hintWindowMs?: number;
+  /**
+   * Nodes a replica write to this node must also reach before it is acknowledged: the targets of
+   * a partition this node is handing off (src/node/transfers.ts); absent: none.
+   */
+  readonly forwardTargets?: (namespace: string, key: Uint8Array) => readonly string[];
 }
 
 /** The largest N a request may ask for (claim's spacing bound). */
@@ -455,6 +460,7 @@ export class Coordinator implements KeyValueStore {
     const result = await (value === null ? this.options.local.delete(namespace, key, { ...options, recordTombstone: true }) : this.options.local.put(namespace, key, value, options));
     if (!result.ok) throw new CoordinationFailure(result);
     if (options.hintFor !== undefined) this.options.hints?.recorded(options.hintFor, result.value.encoded?.length ?? 0);
+    else if (result.value.encoded !== undefined) await this.forward(namespace, key, result.value.encoded);
     return { written: result.value.written, previouslyPresent: result.value.previouslyPresent, encoded: result.value.encoded ?? null };
   }
 
@@ -467,12 +473,32 @@ export class Coordinator implements KeyValueStore {
   private async mergeHere(namespace: string, key: Uint8Array, encoded: Uint8Array, hintFor: string | null): Promise<void> {
     if (hintFor === null) {
       unwrap(await this.options.local.mergeObject(namespace, key, encoded));
+      await this.forward(namespace, key, encoded);
       return;
     }
     const refused = this.refuseHint(hintFor);
     if (refused !== undefined) throw new CoordinationFailure(refused);
     unwrap(await this.options.local.mergeObject(namespace, key, encoded, hintFor));
     this.options.hints?.recorded(hintFor, encoded.length);
+  }
+
+  /**
+   * A write that reached this node for a partition it is handing off (its coordinator has not
+   * seen the new ring yet) also goes to the transfer's targets, so the drop of this node's copy
+   * cannot take it away.
+   */
+  async forward(namespace: string, key: Uint8Array, encoded: Uint8Array): Promise<void> {
+    const targets = this.options.forwardTargets?.(namespace, key) ?? [];
+    if (targets.length === 0) return;
+    mark('handoff.write-forwarded');
+    // A forwarded write is not forwarded again: two nodes whose rings disagree for a moment may
+    // each hand the partition to the other, and would pass it back and forth until timeouts.
+    await Promise.all(
+      targets.map(async (target) => {
+        if (target === this.options.self) unwrap(await this.options.local.mergeObject(namespace, key, encoded));
+        else await this.ask(target, replicaMessages.merge, { namespace, key, object: encoded, hint: null, forwarded: true });
+      }),
+    );
   }
 
   /** A failure when this node keeps no more hints (its hint storage is full), else undefined. */
@@ -511,8 +537,13 @@ export class Coordinator implements KeyValueStore {
       return unwrap(await local.readObject(namespace, key)) ?? null;
     });
     messenger.handle(replicaMessages.merge, async (body) => {
-      const { namespace, key, object, hint } = body as { namespace: string; key: Uint8Array; object: Uint8Array; hint?: string | null };
-      await this.mergeHere(namespace, key, object, hint ?? null);
+      const { namespace, key, object, hint, forwarded } = body as { namespace: string; key: Uint8Array; object: Uint8Array; hint?: string | null; forwarded?: boolean };
+      if (forwarded !== true) await this.mergeHere(namespace, key, object, hint ?? null);
+      // A forwarded write is taken only by a replica on this node's own ring: one that is behind,
+      // or hands the partition off itself, refuses, and the write fails rather than land where
+      // it would be dropped.
+      else if (!this.primariesOf(namespace, key).includes(this.options.self)) throw new Error(`${this.options.self} is no replica of this key on its ring (epoch ${this.options.membership.ring.epoch})`);
+      else unwrap(await local.mergeObject(namespace, key, object));
       return null;
     });
     messenger.handle(replicaMessages.coordinate, async (body) => {

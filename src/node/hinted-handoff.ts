@@ -58,7 +58,45 @@ export interface HandoffReport {
   readonly refusedHints: number;
 }
 
-export const handoffMessages = { hints: 'handoff.hints' } as const;
+/** Peer messages of handoff: objects merged into the receiver (hints and partition transfers), and each node's handoff report. */
+export const handoffMessages = { objects: 'handoff.objects', report: 'handoff.report' } as const;
+
+export interface HandedOffObject {
+  readonly namespace: string;
+  readonly key: Uint8Array;
+  readonly object: Uint8Array;
+}
+
+/**
+ * The receiving side of every handoff. Only objects of keys this node is a replica of, on its own
+ * ring, are taken (`accepts`): a node whose ring is behind, or that is handing the partition off
+ * itself, refuses the rest, and the sender tries again later or elsewhere — data never lands
+ * where it would be dropped. Taken objects are merged (DVV sync, so nothing either side holds is
+ * lost) and then acknowledged; the answer lists the positions of the refused ones.
+ */
+export function receiveHandedOffObjects(messenger: PeerMessenger, local: KvService, accepts: (namespace: string, key: Uint8Array) => boolean): void {
+  messenger.handle(handoffMessages.objects, async (body) => {
+    const { objects } = body as { objects: HandedOffObject[] };
+    const refused: number[] = [];
+    const taken = objects.filter((entry, index) => {
+      if (accepts(entry.namespace, entry.key)) return true;
+      refused.push(index);
+      return false;
+    });
+    const results = await Promise.all(taken.map((entry) => local.mergeObject(entry.namespace, entry.key, entry.object)));
+    const failed = results.find((result) => !result.ok);
+    if (failed !== undefined && !failed.ok) throw new Error(`merging handed-off objects failed: ${failed.message}`);
+    return { merged: taken.length, refused };
+  });
+}
+
+/** Sends handed-off objects to a node; the objects it refused (it is not their replica on its ring). */
+export async function sendObjects(messenger: PeerMessenger, membership: ClusterMembership, nodeId: string, objects: readonly HandedOffObject[], timeoutMs: number): Promise<HandedOffObject[]> {
+  const address = membership.addressOf(nodeId);
+  if (address === undefined) throw new Error(`no address known for ${nodeId}`);
+  const reply = (await messenger.request(address, handoffMessages.objects, { objects } as unknown as MessageBody, { timeoutMs })) as { refused?: number[] };
+  return (reply.refused ?? []).map((index) => objects[index] as HandedOffObject);
+}
 
 const batchEntriesMax = 256;
 const batchBytesMax = 1024 * 1024;
@@ -87,19 +125,12 @@ export class HintedHandoff implements HintLedger {
 
   private constructor(private readonly options: HintedHandoffOptions) {}
 
-  /** Counts the hints kept on disk (what an earlier run left) and takes delivered hints from peers. */
+  /** Counts the hints kept on disk (what an earlier run left). */
   static async open(options: HintedHandoffOptions): Promise<HintedHandoff> {
     const handoff = new HintedHandoff(options);
     for await (const marker of options.local.hintMarkers()) handoff.add(marker.target, marker.bytes);
     const kept = handoff.report();
     if (kept.pendingHints > 0) options.logger.info({ hints: kept.pendingHints, bytes: kept.pendingBytes, targets: kept.pending.map((entry) => entry.target) }, 'hints to hand off found');
-    options.messenger.handle(handoffMessages.hints, async (body) => {
-      const { objects } = body as { objects: { namespace: string; key: Uint8Array; object: Uint8Array }[] };
-      const results = await Promise.all(objects.map((entry) => options.local.mergeObject(entry.namespace, entry.key, entry.object)));
-      const failed = results.find((result) => !result.ok);
-      if (failed !== undefined && !failed.ok) throw new Error(`merging handed-off objects failed: ${failed.message}`);
-      return { merged: objects.length };
-    });
     return handoff;
   }
 
@@ -135,6 +166,11 @@ export class HintedHandoff implements HintLedger {
       storageBytesMax: this.options.storageBytesMax,
       ...this.totals,
     };
+  }
+
+  /** The nodes this node holds hints for now. */
+  targets(): string[] {
+    return [...this.pending.keys()];
   }
 
   private pendingBytes(): number {
@@ -176,12 +212,17 @@ export class HintedHandoff implements HintLedger {
 
   /**
    * Where `target`'s hints go now: to it when it is a member believed up; to each key's current
-   * primaries when it left the cluster for good; nowhere yet when it is down.
+   * primaries when it left the cluster for good, or is down while this node is leaving; nowhere
+   * yet when it is down.
    */
   private destination(target: string): 'target' | 'primaries' | 'wait' {
-    const member = this.options.membership.current.members.find((candidate) => candidate.nodeId === target);
+    const members = this.options.membership.current.members;
+    const member = members.find((candidate) => candidate.nodeId === target);
     if (member === undefined || member.status === 'removed') return 'primaries';
-    return this.options.membership.isUp(target) ? 'target' : 'wait';
+    if (this.options.membership.isUp(target)) return 'target';
+    // A node on its way out cannot wait for a down target: the key's primaries get the hints.
+    const self = members.find((candidate) => candidate.nodeId === this.options.self);
+    return self !== undefined && self.status !== 'valid' && self.status !== 'joining' ? 'primaries' : 'wait';
   }
 
   /**
@@ -230,29 +271,45 @@ export class HintedHandoff implements HintLedger {
     return batch;
   }
 
-  /** Sends a batch to where it goes; the bytes sent, or undefined when a destination failed. */
+  /**
+   * Sends a batch to where it goes: the target, or each key's primaries; objects the target
+   * refuses (its ring says it is no replica of them) go to the key's other primaries. The bytes
+   * sent, or undefined when a destination failed or an object found nobody to take it.
+   */
   private async sendBatch(target: string, batch: readonly Delivery[]): Promise<number | undefined> {
-    const perNode = new Map<string, { namespace: string; key: Uint8Array; object: Uint8Array }[]>();
+    const self = this.options.self;
+    const primariesOf = (delivery: Delivery | HandedOffObject, skip: string): string[] =>
+      this.options.primariesOf(delivery.namespace, delivery.key).filter((nodeId) => nodeId !== self && nodeId !== skip && this.options.membership.isUp(nodeId));
     const toPrimaries = this.destination(target) === 'primaries';
+    const perNode = new Map<string, HandedOffObject[]>();
+    const add = (nodeId: string, entry: HandedOffObject): void => {
+      const list = perNode.get(nodeId) ?? [];
+      list.push(entry);
+      perNode.set(nodeId, list);
+    };
     for (const delivery of batch) {
       if (delivery.object === undefined) continue;
-      const nodes = toPrimaries ? this.options.primariesOf(delivery.namespace, delivery.key).filter((nodeId) => nodeId !== this.options.self && this.options.membership.isUp(nodeId)) : [target];
-      for (const nodeId of nodes) {
-        const list = perNode.get(nodeId) ?? [];
-        list.push({ namespace: delivery.namespace, key: delivery.key, object: delivery.object });
-        perNode.set(nodeId, list);
-      }
+      const entry = { namespace: delivery.namespace, key: delivery.key, object: delivery.object };
+      const nodes = toPrimaries ? primariesOf(delivery, '') : [target];
+      // A leaving node with no primary up to take a hint keeps it (and so stays) until one is.
+      if (nodes.length === 0) return undefined;
+      for (const nodeId of nodes) add(nodeId, entry);
     }
     let sent = 0;
+    const { messenger, membership, requestTimeoutMs } = this.options;
     try {
-      await Promise.all(
-        [...perNode].map(async ([nodeId, objects]) => {
-          const address = this.options.membership.addressOf(nodeId);
-          if (address === undefined) throw new Error(`no address known for ${nodeId}`);
-          await this.options.messenger.request(address, handoffMessages.hints, { objects } as unknown as MessageBody, { timeoutMs: this.options.requestTimeoutMs });
-          for (const entry of objects) sent += entry.object.length;
-        }),
-      );
+      const refusedBy = await Promise.all([...perNode].map(async ([nodeId, objects]) => {
+        const refused = await sendObjects(messenger, membership, nodeId, objects, requestTimeoutMs);
+        for (const entry of objects) sent += entry.object.length;
+        return { nodeId, refused };
+      }));
+      for (const { nodeId, refused } of refusedBy) {
+        for (const entry of refused) {
+          const others = primariesOf(entry, nodeId);
+          if (others.length === 0) return undefined;
+          for (const other of others) if ((await sendObjects(messenger, membership, other, [entry], requestTimeoutMs)).length > 0) return undefined;
+        }
+      }
     } catch (error) {
       this.options.logger.info({ target, err: error }, 'hint delivery failed; will retry');
       return undefined;

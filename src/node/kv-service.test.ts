@@ -12,6 +12,7 @@ import { SystemClock } from '../world/clock.js';
 import { DelayedEngine } from '../../test/helpers/resp-fixture.js';
 import { KvService, type WriteOutcome } from './kv-service.js';
 import { parseStorageKey } from './storage-key.js';
+import { decodeObject } from './stored-object.js';
 import type { Result } from '../core/errors.js';
 
 const limits = { keyBytesMax: 64, valueBytesMax: 256, siblingsMax: 3 };
@@ -270,5 +271,31 @@ describe('kv: hint markers (hinted handoff)', () => {
     assert.ok(last.ok && last.value === true);
     assert.deepEqual(await markers(kv), []);
     assert.deepEqual(text(await kv.get('ns', key)), [], 'dropped: no target left and this node does not own it');
+  });
+});
+
+describe('kv: dots after dropping objects (KV679)', () => {
+  it('kv: a write to a key of a partition this node dropped goes out under a new actor, never reusing a dot of the dropped object', async () => {
+    const kv = service();
+    const renewals: string[] = [];
+    kv.onActorRenewal(async () => {
+      renewals.push('renewed');
+      return `node-a~${renewals.length}`;
+    });
+    const first = written(await kv.put('ns', key, Buffer.from('1')));
+    const dotOf = (encoded: Uint8Array | undefined): string => {
+      const object = decodeObject(encoded!);
+      return object.entries.map((entry) => `${entry.actor}:${entry.counter}`).join(',');
+    };
+    assert.equal(dotOf(first.encoded), 'node-a:1');
+    const partition = keyPartition('ns', key, 16);
+    assert.ok((await kv.dropPartition(partition, 16)).ok);
+    assert.equal(kv.droppedUnderActor, true);
+    const second = written(await kv.put('ns', key, Buffer.from('2')));
+    assert.equal(dotOf(second.encoded), 'node-a~1:1', 'not node-a:1 again');
+    assert.equal(kv.droppedUnderActor, false);
+    const other = Buffer.from('elsewhere');
+    written(await kv.put('ns', other, Buffer.from('3')));
+    assert.equal(renewals.length, 1, 'one renewal, and only for the dropped partition');
   });
 });

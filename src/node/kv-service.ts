@@ -2,9 +2,10 @@ import { assert } from '../core/assert.js';
 import { mark, simulationBugs } from '../core/simulation-hooks.js';
 import { absorbs, clientWrite, join, overwrite, sync, update, values, type VersionVector } from '../core/dvv.js';
 import { ErrorCode, failure, RingkvError, success, type Failure, type Result } from '../core/errors.js';
-import { then, type BatchOperation, type Engine, type MaybePromise } from '../storage/engine.js';
+import { then, type BatchOperation, type Engine, type MaybePromise, type ScanRange } from '../storage/engine.js';
 import type { Clock } from '../world/clock.js';
 import { decodeClock, decodeContext, decodeHistory, decodeNewestValue, decodeObject, encodeContext, encodeObject, type Sibling, type StoredObject } from './stored-object.js';
+import { partitionTokenPrefixes } from '../core/token.js';
 import { hintKey, hintRange, parseHintKey, parseStorageKey, partitionRange, storageKey } from './storage-key.js';
 
 export interface KvLimits {
@@ -100,6 +101,8 @@ export interface HintMarker {
 export interface PartitionObject {
   readonly namespace: string;
   readonly key: Uint8Array;
+  /** The storage key (storage-key.ts), the position of the object in the engine. */
+  readonly engineKey: Uint8Array;
   /** The encoded object (stored-object.ts), siblings and tombstones included. */
   readonly object: Uint8Array;
 }
@@ -122,6 +125,16 @@ export class KvService implements KeyValueStore {
   private attached: Engine | undefined;
   /** The DVV actor new versions are written as: the node id, or its epoch (actor-epoch.ts). */
   private actor: string;
+  private writeObserver: ((engineKey: Buffer) => void) | undefined;
+  /**
+   * Token prefixes (storage-key.ts) of which this node dropped objects since its actor began: a
+   * write there must first renew the actor (`renewActor`), as the dots the dropped objects held
+   * under the current actor are no longer known here.
+   */
+  private readonly dropped = new Uint8Array(1 << 16);
+  private droppedCount = 0;
+  private renewActor: (() => Promise<string>) | undefined;
+  private renewing: Promise<void> | undefined;
 
   constructor(
     engine: Engine | undefined,
@@ -136,7 +149,49 @@ export class KvService implements KeyValueStore {
   attach(engine: Engine, actor = this.actor): void {
     assert(actor.length > 0, 'actor must not be empty');
     this.attached = engine;
+    if (actor !== this.actor) this.clearDropped();
     this.actor = actor;
+  }
+
+  /** How a new actor is obtained when a write needs one (see `dropped`); absent: never renewed. */
+  onActorRenewal(renew: () => Promise<string>): void {
+    this.renewActor = renew;
+  }
+
+  /** Whether objects were dropped under the current actor (its epoch must not be kept as clean). */
+  get droppedUnderActor(): boolean {
+    return this.droppedCount > 0;
+  }
+
+  private markDropped(first: number, end: number): void {
+    for (let prefix = first; prefix < end; prefix++) {
+      if (this.dropped[prefix] === 0) this.droppedCount++;
+      this.dropped[prefix] = 1;
+    }
+  }
+
+  private clearDropped(): void {
+    if (this.droppedCount === 0) return;
+    this.dropped.fill(0);
+    this.droppedCount = 0;
+  }
+
+  /** Renews the actor once for every write that waits on it. */
+  private renew(): Promise<void> {
+    const renewActor = this.renewActor;
+    if (renewActor === undefined) return Promise.resolve();
+    this.renewing ??= renewActor().then(
+      (actor) => {
+        this.actor = actor;
+        this.clearDropped();
+        this.renewing = undefined;
+      },
+      (error: unknown) => {
+        this.renewing = undefined;
+        throw error;
+      },
+    );
+    return this.renewing;
   }
 
   /** Stops serving: until the next attach every operation fails with UNAVAILABLE. */
@@ -190,8 +245,14 @@ export class KvService implements KeyValueStore {
     );
   }
 
+  /** Calls `observer` with the engine key of every object stored from now on (not with deletions); undefined: none. */
+  observeWrites(observer: ((engineKey: Buffer) => void) | undefined): void {
+    this.writeObserver = observer;
+  }
+
   /** Writes an object, with the hint marker for `hintFor` in the same atomic batch when given. */
   private store(engineKey: Buffer, encoded: Uint8Array, hintFor: string | undefined): MaybePromise<void> {
+    this.writeObserver?.(engineKey);
     if (hintFor === undefined) return this.engine.put(engineKey, encoded);
     mark('handoff.hint-stored');
     const marker = Buffer.alloc(12);
@@ -244,6 +305,8 @@ export class KvService implements KeyValueStore {
         const decide = (markers: readonly (Uint8Array | undefined)[]): MaybePromise<Result<boolean> | Issued<Result<boolean>>> => {
           if (markers.every((marker) => marker === undefined)) {
             operations.push({ type: 'delete', key: engineKey });
+            const prefix = ((engineKey[0] as number) << 8) | (engineKey[1] as number);
+            this.markDropped(prefix, prefix + 1);
             mark('handoff.fallback-copy-dropped');
           }
           return issued(this.engine.batch(operations), success(true));
@@ -309,14 +372,17 @@ export class KvService implements KeyValueStore {
   /**
    * Every stored object of one partition (ring partition count `partitionCount`), in engine
    * order: what handoff streams and anti-entropy hashes. A consistent snapshot of the partition
-   * (Engine.scan); tombstones included, since a replica must learn of deletes too.
+   * (Engine.scan); tombstones included, since a replica must learn of deletes too. `after`: only
+   * the objects past that engine key (a transfer resuming); `limit`: at most that many.
    */
-  async *partitionObjects(partition: number, partitionCount: number): AsyncGenerator<PartitionObject> {
+  async *partitionObjects(partition: number, partitionCount: number, options: { readonly after?: Uint8Array; readonly limit?: number } = {}): AsyncGenerator<PartitionObject> {
     if (this.attached === undefined) throw new RingkvError(ErrorCode.unavailable, 'the storage engine is not running');
-    for await (const entry of this.engine.scan(partitionRange(partition, partitionCount))) {
+    const range: ScanRange = { ...partitionRange(partition, partitionCount), ...(options.limit === undefined ? {} : { limit: options.limit }) };
+    const scan = options.after === undefined ? range : { ...range, gte: Buffer.concat([options.after, Buffer.of(0)]) };
+    for await (const entry of this.engine.scan(scan)) {
       const parsed = parseStorageKey(entry.key);
       assert(parsed !== undefined, 'every engine key in a partition range is a storage key');
-      yield { namespace: parsed.namespace, key: parsed.key, object: entry.value };
+      yield { namespace: parsed.namespace, key: parsed.key, engineKey: entry.key, object: entry.value };
     }
   }
 
@@ -337,8 +403,35 @@ export class KvService implements KeyValueStore {
    */
   async dropPartition(partition: number, partitionCount: number): Promise<Result<void>> {
     if (this.attached === undefined) return failure(ErrorCode.unavailable, 'the storage engine is not running');
+    const { first, end } = partitionTokenPrefixes(partition, partitionCount);
+    this.markDropped(first, Math.min(end, 1 << 16));
     await this.engine.deleteRange(partitionRange(partition, partitionCount));
     return success(undefined);
+  }
+
+  /**
+   * Deletes this node's copy of a partition it handed off, except objects that wait here as hints
+   * (a marker for one of `hintTargets`): each key in its turn, so a hinted write racing the drop
+   * is either seen (and kept) or comes after it. Answers how many objects were deleted.
+   */
+  async dropHandedOff(partition: number, partitionCount: number, hintTargets: readonly string[]): Promise<Result<number>> {
+    if (this.attached === undefined) return failure(ErrorCode.unavailable, 'the storage engine is not running');
+    const { first, end } = partitionTokenPrefixes(partition, partitionCount);
+    this.markDropped(first, Math.min(end, 1 << 16));
+    const keys: Buffer[] = [];
+    for await (const entry of this.engine.scan(partitionRange(partition, partitionCount))) keys.push(Buffer.from(entry.key));
+    let deleted = 0;
+    for (const engineKey of keys) {
+      const result = await this.serialized(engineKey, () => {
+        const markers = hintTargets.map((target) => this.engine.get(hintKey(target, engineKey)));
+        const decide = (found: readonly (Uint8Array | undefined)[]): MaybePromise<Result<boolean> | Issued<Result<boolean>>> =>
+          found.some((marker) => marker !== undefined) ? success(false) : issued(this.engine.delete(engineKey), success(true));
+        return markers.some((marker) => marker instanceof Promise) ? Promise.all(markers).then(decide) : decide(markers as (Uint8Array | undefined)[]);
+      });
+      if (!result.ok) return result;
+      if (result.value) deleted++;
+    }
+    return success(deleted);
   }
 
   private write(engineKey: Buffer, sibling: Sibling, options: WriteOptions): MaybePromise<Result<WriteOutcome>> {
@@ -349,9 +442,17 @@ export class KvService implements KeyValueStore {
       if (!decoded.ok) return decoded;
       context = decoded.value;
     }
-    return this.serialized(engineKey, () =>
-      then(this.engine.get(engineKey), (bytes) => this.applyWrite(engineKey, bytes, sibling, context, options)),
-    );
+    const prefix = ((engineKey[0] as number) << 8) | (engineKey[1] as number);
+    return this.serialized(engineKey, () => {
+      const apply = (): MaybePromise<Result<WriteOutcome> | Issued<Result<WriteOutcome>>> =>
+        then(this.engine.get(engineKey), (bytes) => this.applyWrite(engineKey, bytes, sibling, context, options));
+      // Checked in the key's turn, so a drop that came while the write waited counts: a dot for
+      // this key under the current actor may exist elsewhere while this node dropped it, so the
+      // write goes out under a new actor.
+      if (this.droppedCount === 0 || this.dropped[prefix] !== 1 || this.renewActor === undefined) return apply();
+      mark('kv.actor-renewed');
+      return this.renew().then(apply);
+    });
   }
 
   private applyWrite(

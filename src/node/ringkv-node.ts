@@ -11,7 +11,7 @@ import { MemoryEngine } from '../storage/memory-engine.js';
 import type { Clock } from '../world/clock.js';
 import type { FileSystem } from '../world/file-system.js';
 import type { Config } from './config.js';
-import { beginEpoch, endEpochCleanly, type ActorEpoch } from './actor-epoch.js';
+import { beginEpoch, endEpochCleanly, renewEpoch, type ActorEpoch } from './actor-epoch.js';
 import { ClusterService, type ClusterWorld } from './cluster-service.js';
 import { KvService } from './kv-service.js';
 import type { Logger } from './logger.js';
@@ -34,6 +34,8 @@ export interface NodeWorld {
   readonly clientApis?: boolean | undefined;
   /** How the storage engine's background work yields between slices; absent: setImmediate. */
   readonly yieldNow?: (() => Promise<void>) | undefined;
+  /** Called once the node left the cluster and handed everything off; absent: it keeps running. */
+  readonly onLeft?: ClusterWorld['onLeft'];
 }
 
 /** Longest restart delay of a failing service. */
@@ -123,6 +125,7 @@ export class RingkvNode {
     const limits = { keyBytesMax: config.keyBytesMax, valueBytesMax: config.valueBytesMax, siblingsMax: config.siblingsMax };
     const kv = new KvService(undefined, { actor: nodeId.value, clock: world.clock, limits });
     const node = new RingkvNode(config, nodeId.value, world, kv, onEscalate, freshNode);
+    kv.onActorRenewal(() => node.renewActor());
     await node.supervisor.start(node.services());
     const listening = world.clientApis !== false;
     world.logger.info(
@@ -137,6 +140,16 @@ export class RingkvNode {
       'ringkv node ready',
     );
     return node;
+  }
+
+  /** A new actor epoch while the engine runs (KvService asks after it dropped objects it wrote). */
+  private async renewActor(): Promise<string> {
+    const current = this.epoch;
+    assert(current !== undefined, 'actor renewed with no epoch begun');
+    const next = await renewEpoch(this.world.fs, this.config.dataDir, this.nodeId, this.world.random, current);
+    this.epoch = next;
+    this.world.logger.info({ epoch: next.epoch, actor: next.actor }, 'new versions are written as this actor (objects written under the previous one were handed off)');
+    return next.actor;
   }
 
   /** Stops accepting, finishes in-flight requests, closes the engine. Idempotent. */
@@ -240,7 +253,8 @@ export class RingkvNode {
           this.kv.detach();
           const engine = this.engine;
           await engine?.close();
-          if (engine instanceof LsmEngine && engine.closedCleanly && this.epoch !== undefined) await endEpochCleanly(this.world.fs, this.config.dataDir, this.epoch);
+          // Objects dropped under this epoch's actor: the next start takes a new one (renewEpoch).
+          if (engine instanceof LsmEngine && engine.closedCleanly && this.epoch !== undefined && !this.kv.droppedUnderActor) await endEpochCleanly(this.world.fs, this.config.dataDir, this.epoch);
         },
       },
       { name: 'cluster', start: () => this.cluster.start(), stop: () => this.cluster.stop() },

@@ -4,13 +4,18 @@ import type { Trace } from './sim-world.js';
 
 /**
  * Faults while the clients run, every 0.5-3.5 s of virtual time: a node crashes (its last write
- * torn half the time) and restarts later; a node is cut off from the others (both ways or one
+ * torn half the time) and restarts later, sometimes only after the others marked it down; a node is cut off from the others (both ways or one
  * way) and healed later; the network turns lossy (drops, duplicates, reordering) for a while;
- * a node's disk fills up for a few writes; now and then the whole cluster loses power at once. At most `faultyMax` nodes are down or cut off.
+ * a node's disk fills up for a few writes; a node's disk is lost; a node joins or leaves; now and
+ * then the whole cluster loses power at once. At most `faultyMax` nodes are down, cut off or
+ * leaving.
  */
 export class FaultInjector {
   private stopped = false;
   private readonly faulty = new Set<string>();
+  private membershipChanges = 0;
+  private disksLost = 0;
+  private readonly initialMembers: number;
 
   constructor(
     private readonly cluster: SimCluster,
@@ -18,7 +23,11 @@ export class FaultInjector {
     private readonly trace: Trace,
     private readonly faultyMax: number,
     private readonly counts: Record<string, number>,
-  ) {}
+    /** Runs an action at the moment the next write is acknowledged to a client (the workload's). */
+    private readonly afterNextAck?: (action: () => void) => void,
+  ) {
+    this.initialMembers = cluster.members.length;
+  }
 
   start(untilMs: number): void {
     const scheduler = this.cluster.scheduler;
@@ -45,18 +54,24 @@ export class FaultInjector {
   }
 
   private pickHealthy(): SimNode | undefined {
-    const healthy = this.cluster.nodes.filter((node) => node.state === 'up' && !this.faulty.has(node.nodeId));
+    const healthy = this.cluster.members.filter((node) => node.state === 'up' && !this.faulty.has(node.nodeId));
     return healthy.length === 0 ? undefined : healthy[this.random.nextInt(healthy.length)];
   }
 
   private inject(): void {
     const roll = this.random.nextFloat();
-    const room = this.faulty.size < this.faultyMax;
-    if (roll < 0.3 && room) this.crash();
-    else if (roll < 0.52 && room) this.partition();
-    else if (roll < 0.75) this.weather();
-    else if (roll < 0.85) this.diskFull();
-    else if (this.faulty.size === 0) this.powerLoss();
+    const faultyMembers = this.cluster.members.filter((node) => this.faulty.has(node.nodeId)).length;
+    const room = faultyMembers < this.faultyMax;
+    if (roll < 0.14 && room) this.crash();
+    else if (roll < 0.26 && room) this.outage();
+    else if (roll < 0.45 && room) this.partition();
+    else if (roll < 0.51 && room) this.changeMembership();
+    else if (roll < 0.55 && room) this.wipe();
+    else if (roll < 0.74) this.weather();
+    else if (roll < 0.84) this.diskFull();
+    // A power loss needs every node up (a partitioned one loses power too), not only healthy
+    // ones: with long outages and partitions about, that would make it rare.
+    else if (this.cluster.members.every((node) => node.state === 'up')) this.powerLoss();
   }
 
   private crash(): void {
@@ -71,6 +86,69 @@ export class FaultInjector {
     });
   }
 
+  /**
+   * A node crashes and stays down for 8-20 s: long enough for the others to mark it down, so
+   * writes for it go to fallbacks as hints, which come back to it once it is up again.
+   */
+  private outage(): void {
+    const node = this.pickHealthy();
+    if (node === undefined) return;
+    this.count('outage');
+    this.faulty.add(node.nodeId);
+    node.crash(this.random.nextFloat() < 0.5, 'outage');
+    this.later(8000 + this.random.nextFloat() * 12_000, () => {
+      if (node.state === 'down') void node.start();
+      this.faulty.delete(node.nodeId);
+    });
+  }
+
+  /**
+   * The cluster grows or shrinks by one node, at most twice a run and within one node of its
+   * starting size: a new node joins (partitions stream to it), or a member leaves (it hands
+   * everything off and stops for good).
+   */
+  private changeMembership(): void {
+    if (this.membershipChanges >= 2) return;
+    const members = this.cluster.members.length;
+    const grow = members < this.initialMembers || (members === this.initialMembers && this.random.nextFloat() < 0.5);
+    this.membershipChanges += 1;
+    if (grow) {
+      const node = this.cluster.addNode();
+      this.count('join');
+      this.trace.add('sim', `join: ${node.nodeId} starts and joins the cluster`);
+      void node.start();
+      return;
+    }
+    const node = this.pickHealthy();
+    if (node === undefined) return;
+    const admin = node.ringkv?.cluster.adminApi();
+    if (admin === undefined) return;
+    this.count('leave');
+    this.faulty.add(node.nodeId); // no other fault on it while it hands off
+    this.trace.add('sim', `leave: ${node.nodeId} asked to leave the cluster`);
+    void admin.leave(undefined).then((result) => {
+      if (!result.ok) this.trace.add('sim', `leave of ${node.nodeId} refused: ${result.message}`);
+    });
+  }
+
+  /**
+   * A node's disk is lost: it crashes and comes back 1-5 s later on an empty disk, joining again.
+   * Once a run: two lost disks can hold both replicas of an N=2 write, which nothing can save.
+   */
+  private wipe(): void {
+    if (this.disksLost >= 1) return;
+    const node = this.pickHealthy();
+    if (node === undefined) return;
+    this.disksLost += 1;
+    this.count('disk lost');
+    this.faulty.add(node.nodeId);
+    node.wipe();
+    this.later(1000 + this.random.nextFloat() * 4000, () => {
+      if (node.state === 'down') void node.start();
+      this.faulty.delete(node.nodeId);
+    });
+  }
+
   private partition(): void {
     const node = this.pickHealthy();
     if (node === undefined) return;
@@ -78,7 +156,7 @@ export class FaultInjector {
     const kind = direction < 0.6 ? 'both ways' : direction < 0.8 ? 'outgoing' : 'incoming';
     this.count(`partition (${kind})`);
     this.faulty.add(node.nodeId);
-    const others = this.cluster.nodes.filter((other) => other !== node);
+    const others = this.cluster.members.filter((other) => other !== node);
     for (const other of others) {
       if (kind === 'both ways') this.cluster.network.partition(node.nodeId, other.nodeId, 'both');
       else if (kind === 'outgoing') this.cluster.network.partition(node.nodeId, other.nodeId, 'one-way');
@@ -115,15 +193,29 @@ export class FaultInjector {
     this.trace.add('sim', `disk full: the next ${writes} writes on ${node.nodeId} fail with ENOSPC`);
   }
 
+  /**
+   * Every node crashes at once; half the time at the moment the next write is acknowledged, the
+   * worst moment for a replica that acknowledges before its data is durable.
+   */
   private powerLoss(): void {
+    if (this.afterNextAck !== undefined && this.random.nextFloat() < 0.5) {
+      this.afterNextAck(() => {
+        if (!this.stopped && this.cluster.members.every((node) => node.state === 'up')) this.cutPower();
+      });
+      return;
+    }
+    this.cutPower();
+  }
+
+  private cutPower(): void {
     this.count('power loss');
     this.trace.add('sim', 'power loss: every node crashes at once');
-    for (const node of this.cluster.nodes) {
+    for (const node of this.cluster.members) {
       this.faulty.add(node.nodeId);
       node.crash(this.random.nextFloat() < 0.5, 'power loss');
     }
     this.later(500 + this.random.nextFloat() * 2500, () => {
-      for (const node of this.cluster.nodes) {
+      for (const node of this.cluster.members) {
         if (node.state === 'down') void node.start();
         this.faulty.delete(node.nodeId);
       }

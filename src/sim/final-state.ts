@@ -23,8 +23,8 @@ export async function finalState(cluster: SimCluster, history: readonly HistoryO
     return (answer.value?.siblings ?? []).filter((sibling) => sibling.value !== null).map((sibling) => Buffer.from(sibling.value!).toString('utf8')).sort();
   };
   const inspect = async ([namespace, key]: [string, string]): Promise<FinalKey> => {
-    const reads = await Promise.all(cluster.nodes.map(async (node) => ({ nodeId: node.nodeId, values: await readThrough(node, namespace, key) })));
-    const ring = cluster.nodes[0]!.ringkv!.cluster.membership!.ring;
+    const reads = await Promise.all(cluster.members.map(async (node) => ({ nodeId: node.nodeId, values: await readThrough(node, namespace, key) })));
+    const ring = cluster.members[0]!.ringkv!.cluster.membership!.ring;
     const primaries = preferenceList(ring, keyPartition(namespace, Buffer.from(key), ring.partitionCount), 3, () => true).filter((entry) => entry.role === 'primary');
     const replicas: { nodeId: string; canonical: string }[] = [];
     let merged: DvvSet<Sibling> | undefined;
@@ -58,7 +58,7 @@ export async function finalState(cluster: SimCluster, history: readonly HistoryO
     return results;
   };
   // One repairing read per key, then time for the repairs to land; then every node's view.
-  await overKeys(([namespace, key]) => readThrough(cluster.nodes[0]!, namespace, key));
+  await overKeys(([namespace, key]) => readThrough(cluster.members[0]!, namespace, key));
   await scheduler.runFor(3000);
   return overKeys(inspect);
 }
@@ -71,7 +71,7 @@ export async function finalState(cluster: SimCluster, history: readonly HistoryO
 export async function corruptionIsDetected(cluster: SimCluster, finals: readonly FinalKey[], random: Random, trace: Trace): Promise<Violation[]> {
   const scheduler = cluster.scheduler;
   let flips = 0;
-  for (const node of cluster.nodes) {
+  for (const node of cluster.members) {
     const tables = node.disk.listFiles().filter((path) => path.endsWith('.sst'));
     for (let flip = 0; flip < 3 && tables.length > 0; flip++) {
       const path = tables[random.nextInt(tables.length)]!;
@@ -107,3 +107,52 @@ export async function corruptionIsDetected(cluster: SimCluster, finals: readonly
   return violations;
 }
 
+
+/**
+ * Handoff is done once the cluster healed: every node's hints delivered and partition transfers
+ * finished within 60 s of simulated time, and then no node holds an object of a key it is not a
+ * primary of (a fallback gives its copies up once the primary has them; a former owner drops a
+ * partition once its new owners have it).
+ */
+export async function handoffCompletes(cluster: SimCluster, trace: Trace): Promise<Violation[]> {
+  const scheduler = cluster.scheduler;
+  const pending = (): { hints: number; transfers: number } => {
+    let hints = 0;
+    let transfers = 0;
+    for (const node of cluster.members) {
+      const report = node.ringkv?.cluster.handoffReport();
+      hints += report?.hints?.pendingHints ?? 0;
+      transfers += report?.transfers?.transfers.filter((transfer) => transfer.state !== 'done').length ?? 0;
+    }
+    return { hints, transfers };
+  };
+  const idle = (): boolean => {
+    const left = pending();
+    return left.hints === 0 && left.transfers === 0;
+  };
+  const before = pending();
+  await scheduler.runFor(60_000, idle);
+  const left = pending();
+  if (!idle()) return [{ checker: 'handoff', message: `${left.hints} hints and ${left.transfers} partition transfers still pending 60 s after healing (${before.hints} and ${before.transfers} when healed)` }];
+  trace.add('sim', `handoff: ${before.hints} hints and ${before.transfers} transfers pending when healed, all done`);
+  const violations: Violation[] = [];
+  const ring = cluster.members[0]!.ringkv!.cluster.membership!.ring;
+  for (const node of cluster.members) {
+    const kv = node.ringkv?.kv;
+    if (kv === undefined) continue;
+    const walk = async (): Promise<void> => {
+      for (let partition = 0; partition < ring.partitionCount; partition++) {
+        const primaries = preferenceList(ring, partition, 3, () => true).map((entry) => entry.nodeId);
+        if (primaries.includes(node.nodeId)) continue;
+        for await (const object of kv.partitionObjects(partition, ring.partitionCount)) {
+          violations.push({ checker: 'handoff', message: `${node.nodeId} keeps ${object.namespace}/${Buffer.from(object.key).toString('utf8')} of partition ${partition}, whose primaries are ${primaries.join(', ')}, with no hint or transfer left` });
+          if (violations.length >= 10) return;
+        }
+      }
+    };
+    const done = await scheduler.settle(walk(), 60_000);
+    if (done === undefined) violations.push({ checker: 'assertion', message: `walking ${node.nodeId}'s partitions did not finish` });
+    if (violations.length >= 10) break;
+  }
+  return violations;
+}

@@ -51,12 +51,30 @@ export class SimCluster {
     this.network = createMemoryNetwork({ clock: options.scheduler.clock(), deliveryPlan: () => this.plan() });
     for (let index = 1; index <= options.nodes; index++) {
       const skewMs = options.clockSkewMsMax === 0 ? 0 : Math.round((this.random.nextFloat() * 2 - 1) * options.clockSkewMsMax);
-      this.nodes.push(new SimNode(this, `n${index}`, index, skewMs, createMemoryFileSystem({ random: new SeededRandom(this.random.nextUint32()) })));
+      this.nodes.push(new SimNode(this, `n${index}`, index, skewMs, this.freshDisk()));
     }
   }
 
   get scheduler(): Scheduler {
     return this.options.scheduler;
+  }
+
+  /** The nodes that have not left the cluster for good. */
+  get members(): SimNode[] {
+    return this.nodes.filter((node) => node.state !== 'left');
+  }
+
+  /** A new node, down until started; it joins through the other members. */
+  addNode(): SimNode {
+    const index = this.nodes.length + 1;
+    const skewMs = this.options.clockSkewMsMax === 0 ? 0 : Math.round((this.random.nextFloat() * 2 - 1) * this.options.clockSkewMsMax);
+    const node = new SimNode(this, `n${index}`, index, skewMs, this.freshDisk());
+    this.nodes.push(node);
+    return node;
+  }
+
+  freshDisk(): MemoryFileSystem {
+    return createMemoryFileSystem({ random: new SeededRandom(this.random.nextUint32()) });
   }
 
   get trace(): Trace {
@@ -76,7 +94,9 @@ export class SimCluster {
         dataDir: '/data',
         host: node.nodeId,
         peerPort,
-        join: node.index === 1 ? '' : `n1:${peerPort}`,
+        // The first node founds the cluster; every other start without a kept view (a new
+        // node, a wiped disk) joins through the members.
+        join: node.founds ? '' : this.members.filter((other) => other !== node).map((other) => `${other.nodeId}:${peerPort}`).join(','),
         memtableSizeBytes: 16 * 1024,
         blockCacheBytes: 32 * 1024,
         requestTimeoutMs: 2000,
@@ -100,7 +120,8 @@ export class SimCluster {
   }
 }
 
-export type SimNodeState = 'down' | 'starting' | 'up';
+/** `left`: the node left the cluster, handed everything off and stopped for good. */
+export type SimNodeState = 'down' | 'starting' | 'up' | 'left';
 
 /** One simulated node: its disk outlives its incarnations (process lives). */
 export class SimNode {
@@ -115,8 +136,16 @@ export class SimNode {
     readonly nodeId: string,
     readonly index: number,
     readonly clockSkewMs: number,
-    readonly disk: MemoryFileSystem,
+    /** Replaced by `wipe`. */
+    public disk: MemoryFileSystem,
   ) {}
+
+  /** Whether this start founds the cluster: the first start of the first node. */
+  get founds(): boolean {
+    return this.index === 1 && this.incarnations <= 1 && !this.wiped;
+  }
+
+  private wiped = false;
 
   /** The running node, when up. */
   get ringkv(): RingkvNode | undefined {
@@ -144,6 +173,7 @@ export class SimNode {
       logger: traceLogger(trace, this.nodeId),
       clientApis: false,
       yieldNow: () => new Promise<void>((resolve) => scheduler.clock(incarnation).setTimer(0, resolve)),
+      onLeft: () => this.leftCluster(incarnation),
       createMessenger: (identity: { nodeId: string; host: string; port: number }) => {
         const messenger = this.cluster.network.messenger({ nodeId: identity.nodeId, address: { host: identity.host, port: identity.port } });
         if (incarnation.alive) this.messenger = messenger;
@@ -172,6 +202,23 @@ export class SimNode {
         this.crash(false, 'start failure');
       },
     );
+  }
+
+  /** The node handed everything off after a leave: it stops cleanly and is gone for good. */
+  private leftCluster(incarnation: Incarnation): void {
+    if (!incarnation.alive || this.state !== 'up') return;
+    const running = this.running;
+    this.state = 'left';
+    this.running = undefined;
+    this.cluster.trace.add('sim', `${this.nodeId} left the cluster; stopping for good`);
+    void running?.stop().finally(() => (incarnation.alive = false));
+  }
+
+  /** The disk is lost: the node crashes and comes back (when started) on an empty disk. */
+  wipe(): void {
+    this.crash(false, 'disk lost');
+    this.disk = this.cluster.freshDisk();
+    this.wiped = true;
   }
 
   /**

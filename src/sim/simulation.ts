@@ -4,7 +4,7 @@ import { SeededRandom } from '../core/random.js';
 import { assertionFailuresSeen, markCounts, resetAssertionFailures, resetMarks, setSimulationBugs, type BugName, type MarkName } from '../core/simulation-hooks.js';
 import { check, type Violation } from './checkers.js';
 import { FaultInjector } from './fault-injector.js';
-import { corruptionIsDetected, finalState } from './final-state.js';
+import { corruptionIsDetected, finalState, handoffCompletes } from './final-state.js';
 import { Scheduler } from './scheduler.js';
 import { SimCluster } from './sim-cluster.js';
 import { Trace } from './sim-world.js';
@@ -156,7 +156,7 @@ async function simulate(run: Run): Promise<void> {
   const loadEndMs = scheduler.nowMs + options.loadMs;
   phase(run, 'load');
   workload.start();
-  const injector = options.faults ? new FaultInjector(cluster, new SeededRandom(random.nextUint32()), trace, options.faultyMax, run.faultCounts) : undefined;
+  const injector = options.faults ? new FaultInjector(cluster, new SeededRandom(random.nextUint32()), trace, options.faultyMax, run.faultCounts, (action) => workload.afterNextAck(action)) : undefined;
   injector?.start(loadEndMs);
   await runWithInvariants(cluster, loadEndMs, violations);
   phase(run, 'drain and heal');
@@ -166,6 +166,7 @@ async function simulate(run: Run): Promise<void> {
   injector?.stop();
   await heal(cluster, trace, violations);
   phase(run, 'check');
+  if (violations.length === 0) violations.push(...(await handoffCompletes(cluster, trace)));
   if (violations.length === 0) {
     const finals = await finalState(cluster, workload.history);
     violations.push(...check(workload.history, finals));
@@ -210,7 +211,7 @@ async function runWithInvariants(cluster: SimCluster, untilMs: number, violation
   const scheduler = cluster.scheduler;
   while (scheduler.nowMs < untilMs && !stop()) {
     await scheduler.runUntil(Math.min(untilMs, scheduler.nowMs + 1000), stop);
-    for (const node of cluster.nodes) {
+    for (const node of cluster.members) {
       const membership = node.ringkv?.cluster.membership;
       if (membership === undefined) continue;
       try {
@@ -252,9 +253,10 @@ async function formCluster(cluster: SimCluster, trace: Trace, violations: Violat
 /** Every node up, all on the same ring epoch, owned by every node. */
 function agreedRing(cluster: SimCluster): boolean {
   const epochs = new Set<number>();
-  for (const node of cluster.nodes) {
+  const members = cluster.members;
+  for (const node of members) {
     const ring = node.ringkv?.cluster.membership?.ring;
-    if (ring === undefined || new Set(ring.owners).size !== cluster.nodes.length) return false;
+    if (ring === undefined || new Set(ring.owners).size !== members.length || members.some((member) => !ring.owners.includes(member.nodeId))) return false;
     epochs.add(ring.epoch);
   }
   return epochs.size === 1;
@@ -265,17 +267,17 @@ async function heal(cluster: SimCluster, trace: Trace, violations: Violation[]):
   const scheduler = cluster.scheduler;
   cluster.network.heal();
   Object.assign(cluster.faults, { dropRate: 0, duplicateRate: 0, jitterMs: 0 });
-  for (const node of cluster.nodes) node.disk.failNextWrites(0);
+  for (const node of cluster.members) node.disk.failNextWrites(0);
   trace.add('sim', 'healing: network healed and reliable; restarting down nodes');
   const healed = (): boolean =>
-    agreedRing(cluster) && cluster.nodes.every((node) => cluster.nodes.every((other) => node.ringkv?.cluster.membership?.isUp(other.nodeId) === true));
+    agreedRing(cluster) && cluster.members.every((node) => cluster.members.every((other) => node.ringkv?.cluster.membership?.isUp(other.nodeId) === true));
   const deadlineMs = scheduler.nowMs + 60_000;
   while (!healed() && scheduler.nowMs < deadlineMs) {
-    for (const node of cluster.nodes) if (node.state === 'down') void node.start();
+    for (const node of cluster.members) if (node.state === 'down') void node.start();
     await scheduler.runFor(1000, healed);
   }
   if (!healed()) {
-    const states = cluster.nodes.map((node) => `${node.nodeId}:${node.state}`).join(' ');
+    const states = cluster.members.map((node) => `${node.nodeId}:${node.state}`).join(' ');
     violations.push({ checker: 'convergence', message: `the cluster did not heal within 60 s of simulated time (${states})` });
     return;
   }

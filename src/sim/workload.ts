@@ -67,6 +67,7 @@ export class Workload {
   private nextId = 0;
   private stopped = false;
   private readonly running: Promise<void>[] = [];
+  private readonly ackWatchers: (() => void)[] = [];
 
   constructor(
     private readonly cluster: SimCluster,
@@ -172,9 +173,15 @@ export class Workload {
       operation.error = `${answer.code}: ${answer.message}`;
     } else {
       operation.outcome = 'ok';
+      if (operation.kind !== 'get' && this.ackWatchers.length > 0) for (const watcher of this.ackWatchers.splice(0)) watcher();
       return answer.value;
     }
     return undefined;
+  }
+
+  /** Calls `watcher` once, at the moment the next write or delete is acknowledged to its client. */
+  afterNextAck(watcher: () => void): void {
+    this.ackWatchers.push(watcher);
   }
 
   private describe(operation: HistoryOperation): string {
