@@ -92,6 +92,8 @@ export class ClusterMembership {
   private persisting: Promise<void> = Promise.resolve();
   private readonly startedAtMs: number;
   private readonly ringListeners: ((previous: Ring, current: Ring) => void)[] = [];
+  /** The members, weights and datacenters of the last claim this node ran as claimant. */
+  private claimedInput = '';
 
   private constructor(
     private readonly options: ClusterMembershipOptions,
@@ -353,8 +355,13 @@ export class ClusterMembership {
     const ringOwners = new Set(this.view.ring.owners);
     const owningIds = new Set(owning.map((member) => member.nodeId));
     const changed = owning.some((member) => !ringOwners.has(member.nodeId)) || [...ringOwners].some((owner) => !owningIds.has(owner));
-    if (changed && owning.length > 0) {
-      const result = claim({ ring: this.view.ring, members: owning, nVal: this.options.nVal, claimant: self });
+    // A weight or datacenter that changed (a node restarted with another --weight) is claimed
+    // again too; claim on an unchanged input moves nothing, so no new ring comes of it.
+    const input = JSON.stringify(owning.map((member) => [member.nodeId, member.weight, member.datacenter]).sort());
+    const reweighed = input !== this.claimedInput;
+    this.claimedInput = input;
+    const result = (changed || reweighed) && owning.length > 0 ? claim({ ring: this.view.ring, members: owning, nVal: this.options.nVal, claimant: self }) : undefined;
+    if (result !== undefined && (changed || result.moves.length > 0)) {
       const before = this.view.ring;
       this.previous = before;
       this.view = setRing(this.view, result.ring);

@@ -135,4 +135,39 @@ describe('cluster: ownership handoff on join and leave', () => {
       await Promise.all(nodes.map((node) => node.stop('SIGKILL')));
     }
   });
+
+  it('transfers: a node restarted with --weight 2 claims a larger share; its new partitions stream to it, the old owners drop theirs, every key stays readable', async () => {
+    // Claim keeps N consecutive partitions on distinct nodes, so a node can own at most 1/N of
+    // the ring: with 5 nodes and N=3, weight 2 asks for 2/6, which fits.
+    const nodes = await startCluster(5);
+    try {
+      const keys = Array.from({ length: 300 }, (_, index) => `weighed-${index}`);
+      for (const [index, key] of keys.entries()) {
+        const response = await fetch(`${nodes[index % 5]!.baseUrl}/kv/default/${key}?w=3`, { method: 'PUT', body: key });
+        assert.equal(response.status, 204);
+      }
+      const before = await ringOf(nodes[0]!);
+      const shareBefore = before.owners.filter((owner) => owner === 'node-5').length;
+      const dataDir = nodes[4]!.dataDir;
+      await nodes[4]!.stop('SIGTERM');
+      nodes[4] = await startNode({ dataDir, args: ['--node-id', 'node-5', '--weight', '2', ...clusterArgs] });
+      await eventually('a ring giving node-5 its weighted share', 30_000, async () => {
+        const ring = await ringOf(nodes[0]!);
+        return ring.owners.filter((owner) => owner === 'node-5').length > shareBefore * 1.4 ? true : undefined;
+      });
+      const after = await settled(nodes, 5);
+      const share = after.owners.filter((owner) => owner === 'node-5').length;
+      console.log(`weight 1 -> 2: node-5 owned ${shareBefore} of ${before.partitionCount} partitions, now ${share} (2/6 of the ring: ${Math.round(before.partitionCount / 3)})`);
+      for (const key of keys) {
+        const replicas = replicaSet(after, keyPartition('default', Buffer.from(key), after.partitionCount), 3);
+        for (const [index, node] of nodes.entries()) {
+          assert.equal(await holds(node, key), replicas.includes(`node-${index + 1}`), `node-${index + 1} ${replicas.includes(`node-${index + 1}`) ? 'lacks' : 'still holds'} ${key}`);
+        }
+        const response = await fetch(`${nodes[0]!.baseUrl}/kv/default/${key}?r=3`);
+        assert.equal(await response.text(), key);
+      }
+    } finally {
+      await Promise.all(nodes.map((node) => node.stop('SIGKILL')));
+    }
+  });
 });
