@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { xxh64 } from '@node-rs/xxhash';
 import fc from 'fast-check';
-import { keyPartition, keyToken, partitionOf, partitionStart } from './token.js';
+import { keyPartition, keyToken, keyTokenPrefix, partitionOf, partitionStart, partitionTokenPrefixes, prefixPartition } from './token.js';
 
 const partitionCounts = [8, 16, 64, 256, 1024, 4096] as const;
 const tokenSpace = 1n << 64n;
@@ -112,4 +112,19 @@ test('token: cost per call (informational, 200,000 keys of 16 bytes)', (context)
   const viaToken = time((key) => partitionOf(keyToken('users', key), 256));
   context.diagnostic(`xxh64 alone ${rawHash.toFixed(0)} ns, keyPartition ${fast.toFixed(0)} ns, partitionOf(keyToken) ${viaToken.toFixed(0)} ns per call (sink ${sink & 1})`);
   assert.ok(fast < 20_000, 'keyPartition is absurdly slow');
+});
+
+test('token: a key token prefix lies in its partition\'s prefixes, and prefixPartition finds that partition (property)', () => {
+  fc.assert(
+    fc.property(fc.stringMatching(/^[a-z]{1,8}$/), fc.uint8Array({ maxLength: 32 }), fc.integer({ min: 3, max: 12 }), (namespace, key, bits) => {
+      const partitionCount = 2 ** bits;
+      const prefix = keyTokenPrefix(namespace, key);
+      const partition = keyPartition(namespace, key, partitionCount);
+      const { first, end } = partitionTokenPrefixes(partition, partitionCount);
+      assert.ok(prefix >= first && prefix < end);
+      assert.equal(prefixPartition(prefix, partitionCount), partition);
+      assert.equal(prefixPartition(first, partitionCount), partition);
+      assert.equal(prefixPartition(end - 1, partitionCount), partition);
+    }),
+  );
 });

@@ -104,6 +104,12 @@ export function keyTokenPrefix(namespace: string, key: Uint8Array): number {
   return Number(hashKey(namespace, key) >> BigInt(tokenBits - tokenPrefixBits));
 }
 
+/** The partition a token prefix lies in (the inverse of partitionTokenPrefixes). */
+export function prefixPartition(prefix: number, partitionCount: number): number {
+  assert(Number.isInteger(prefix) && prefix >= 0 && prefix < 1 << tokenPrefixBits, 'token prefix out of range');
+  return prefix >>> (tokenPrefixBits - partitionBits(partitionCount));
+}
+
 /** The token prefixes of a partition: [first, end). */
 export function partitionTokenPrefixes(partition: number, partitionCount: number): { first: number; end: number } {
   const bits = partitionBits(partitionCount);

@@ -8,7 +8,7 @@ import type { Clock } from '../world/clock.js';
 import type { FileSystem } from '../world/file-system.js';
 import { ClusterMembership } from './cluster-membership.js';
 import type { Config } from './config.js';
-import { Coordinator } from './coordinator.js';
+import { Coordinator, type NodeContext } from './coordinator.js';
 import { handoffMessages, HintedHandoff, receiveHandedOffObjects, type HandoffReport } from './hinted-handoff.js';
 import { TransferService, type TransferReport } from './transfers.js';
 import { NamespaceRegistry, validateSettings } from './namespace-registry.js';
@@ -105,8 +105,7 @@ export class ClusterService {
         logger: world.logger,
         dataDir: config.dataDir,
       });
-      // What the coordinator and both kinds of handoff share: this node, its store, its peers.
-      const node = { self: this.nodeId, local: this.local, membership, messenger, clock: world.clock, logger: world.logger };
+      const node: NodeContext = { self: this.nodeId, local: this.local, membership, messenger, clock: world.clock, logger: world.logger };
       const primaries: { of?: Coordinator['primariesOf'] } = {};
       const forwarding: { targets?: (namespace: string, key: Uint8Array) => readonly string[] } = {};
       const handoff = await HintedHandoff.open({

@@ -46,13 +46,17 @@ interface Quorum extends QuorumDefaults {
   readonly pw: number;
 }
 
-export interface CoordinatorOptions {
+/** What the coordinator and both kinds of handoff work with: this node, its store, its peers. */
+export interface NodeContext {
   readonly self: string;
   readonly local: KvService;
   readonly membership: ClusterMembership;
   readonly messenger: PeerMessenger;
   readonly clock: Clock;
   readonly logger: Logger;
+}
+
+export interface CoordinatorOptions extends NodeContext {
   readonly defaults: QuorumDefaults;
   /** Per-namespace settings; namespaces without any use `defaults`. */
   readonly namespaces?: NamespaceRegistry;
@@ -487,7 +491,7 @@ export class Coordinator implements KeyValueStore {
    * seen the new ring yet) also goes to the transfer's targets, so the drop of this node's copy
    * cannot take it away.
    */
-  async forward(namespace: string, key: Uint8Array, encoded: Uint8Array): Promise<void> {
+  private async forward(namespace: string, key: Uint8Array, encoded: Uint8Array): Promise<void> {
     const targets = this.options.forwardTargets?.(namespace, key) ?? [];
     if (targets.length === 0) return;
     mark('handoff.write-forwarded');

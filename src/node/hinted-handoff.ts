@@ -2,8 +2,8 @@ import { mark } from '../core/simulation-hooks.js';
 import type { MessageBody, PeerMessenger } from '../net/peer-messenger.js';
 import { sleep, type Clock, type TimerHandle } from '../world/clock.js';
 import type { ClusterMembership } from './cluster-membership.js';
+import type { NodeContext } from './coordinator.js';
 import type { HintMarker, KvService } from './kv-service.js';
-import type { Logger } from './logger.js';
 import { parseStorageKey } from './storage-key.js';
 
 /**
@@ -30,13 +30,7 @@ export interface HintLedger {
   recorded(target: string, bytes: number): void;
 }
 
-export interface HintedHandoffOptions {
-  readonly self: string;
-  readonly local: KvService;
-  readonly membership: ClusterMembership;
-  readonly messenger: PeerMessenger;
-  readonly clock: Clock;
-  readonly logger: Logger;
+export interface HintedHandoffOptions extends NodeContext {
   /** The nodes that keep a key for good (Coordinator.primariesOf). */
   readonly primariesOf: (namespace: string, key: Uint8Array) => readonly string[];
   readonly storageBytesMax: number;
@@ -98,8 +92,15 @@ export async function sendObjects(messenger: PeerMessenger, membership: ClusterM
   return (reply.refused ?? []).map((index) => objects[index] as HandedOffObject);
 }
 
-const batchEntriesMax = 256;
-const batchBytesMax = 1024 * 1024;
+/** Bounds of one handoff batch (hints and partition transfers): objects, and bytes (at least one object). */
+export const batchEntriesMax = 256;
+export const batchBytesMax = 1024 * 1024;
+
+/** Waits, after `sentBytes` went out from `startedMs` on, until the rate is down to `bytesPerSecond`. */
+export async function throttle(clock: Clock, sentBytes: number, bytesPerSecond: number, startedMs: number): Promise<void> {
+  const dueMs = (sentBytes / bytesPerSecond) * 1000 - (clock.nowMs() - startedMs);
+  if (dueMs > 0) await sleep(clock, dueMs);
+}
 
 interface Pending {
   hints: number;
@@ -128,7 +129,7 @@ export class HintedHandoff implements HintLedger {
   /** Counts the hints kept on disk (what an earlier run left). */
   static async open(options: HintedHandoffOptions): Promise<HintedHandoff> {
     const handoff = new HintedHandoff(options);
-    for await (const marker of options.local.hintMarkers()) handoff.add(marker.target, marker.bytes);
+    for await (const marker of options.local.hintMarkers()) handoff.recorded(marker.target, marker.bytes);
     const kept = handoff.report();
     if (kept.pendingHints > 0) options.logger.info({ hints: kept.pendingHints, bytes: kept.pendingBytes, targets: kept.pending.map((entry) => entry.target) }, 'hints to hand off found');
     return handoff;
@@ -153,9 +154,6 @@ export class HintedHandoff implements HintLedger {
     return false;
   }
 
-  recorded(target: string, bytes: number): void {
-    this.add(target, bytes);
-  }
 
   report(): HandoffReport {
     const pending = [...this.pending].map(([target, entry]) => ({ target, hints: entry.hints, bytes: entry.bytes, up: this.options.membership.isUp(target) }));
@@ -179,7 +177,7 @@ export class HintedHandoff implements HintLedger {
     return bytes;
   }
 
-  private add(target: string, bytes: number): void {
+  recorded(target: string, bytes: number): void {
     const entry = this.pending.get(target) ?? { hints: 0, bytes: 0, recordedHints: 0, recordedBytes: 0 };
     entry.hints += 1;
     entry.bytes += bytes;
@@ -247,7 +245,7 @@ export class HintedHandoff implements HintLedger {
         left.hints += 1;
         left.bytes += delivery.marker.bytes;
       }
-      await this.throttle(sentBytes, startedMs);
+      await throttle(this.options.clock, sentBytes, this.options.bytesPerSecond, startedMs);
     }
     const now = this.pending.get(target) ?? before;
     const hints = left.hints + now.recordedHints - before.recordedHints;
@@ -332,10 +330,5 @@ export class HintedHandoff implements HintLedger {
       this.totals.deliveredBytes += delivery.object?.length ?? 0;
     }
     return completed;
-  }
-
-  private async throttle(sentBytes: number, startedMs: number): Promise<void> {
-    const dueMs = (sentBytes / this.options.bytesPerSecond) * 1000 - (this.options.clock.nowMs() - startedMs);
-    if (dueMs > 0) await sleep(this.options.clock, dueMs);
   }
 }

@@ -6,7 +6,7 @@ import { then, type BatchOperation, type Engine, type MaybePromise, type ScanRan
 import type { Clock } from '../world/clock.js';
 import { decodeClock, decodeContext, decodeHistory, decodeNewestValue, decodeObject, encodeContext, encodeObject, type Sibling, type StoredObject } from './stored-object.js';
 import { partitionTokenPrefixes } from '../core/token.js';
-import { hintKey, hintRange, parseHintKey, parseStorageKey, partitionRange, storageKey } from './storage-key.js';
+import { engineKeyTokenPrefix, hintKey, hintRange, parseHintKey, parseStorageKey, partitionRange, storageKey } from './storage-key.js';
 
 export interface KvLimits {
   readonly keyBytesMax: number;
@@ -301,17 +301,15 @@ export class KvService implements KeyValueStore {
         if (!unchanged) return success(false);
         const operations: BatchOperation[] = [{ type: 'delete', key: hintKey(target, engineKey) }];
         if (dropLocal === undefined || current === undefined) return issued(this.engine.batch(operations), success(true));
-        const others = dropLocal.otherTargets.filter((other) => other !== target).map((other) => this.engine.get(hintKey(other, engineKey)));
-        const decide = (markers: readonly (Uint8Array | undefined)[]): MaybePromise<Result<boolean> | Issued<Result<boolean>>> => {
-          if (markers.every((marker) => marker === undefined)) {
+        return then(this.hasHintMarker(dropLocal.otherTargets.filter((other) => other !== target), engineKey), (hinted) => {
+          if (!hinted) {
             operations.push({ type: 'delete', key: engineKey });
-            const prefix = ((engineKey[0] as number) << 8) | (engineKey[1] as number);
+            const prefix = engineKeyTokenPrefix(engineKey);
             this.markDropped(prefix, prefix + 1);
             mark('handoff.fallback-copy-dropped');
           }
           return issued(this.engine.batch(operations), success(true));
-        };
-        return others.some((other) => other instanceof Promise) ? Promise.all(others).then(decide) : decide(others as (Uint8Array | undefined)[]);
+        });
       }),
     );
   }
@@ -422,16 +420,20 @@ export class KvService implements KeyValueStore {
     for await (const entry of this.engine.scan(partitionRange(partition, partitionCount))) keys.push(Buffer.from(entry.key));
     let deleted = 0;
     for (const engineKey of keys) {
-      const result = await this.serialized(engineKey, () => {
-        const markers = hintTargets.map((target) => this.engine.get(hintKey(target, engineKey)));
-        const decide = (found: readonly (Uint8Array | undefined)[]): MaybePromise<Result<boolean> | Issued<Result<boolean>>> =>
-          found.some((marker) => marker !== undefined) ? success(false) : issued(this.engine.delete(engineKey), success(true));
-        return markers.some((marker) => marker instanceof Promise) ? Promise.all(markers).then(decide) : decide(markers as (Uint8Array | undefined)[]);
-      });
+      const result = await this.serialized(engineKey, () =>
+        then(this.hasHintMarker(hintTargets, engineKey), (hinted): Result<boolean> | Issued<Result<boolean>> => (hinted ? success(false) : issued(this.engine.delete(engineKey), success(true)))),
+      );
       if (!result.ok) return result;
       if (result.value) deleted++;
     }
     return success(deleted);
+  }
+
+  /** Whether a hint marker for any of `targets` names the object under `engineKey`. */
+  private hasHintMarker(targets: readonly string[], engineKey: Buffer): MaybePromise<boolean> {
+    const markers = targets.map((target) => this.engine.get(hintKey(target, engineKey)));
+    const any = (found: readonly (Uint8Array | undefined)[]): boolean => found.some((marker) => marker !== undefined);
+    return markers.some((marker) => marker instanceof Promise) ? Promise.all(markers).then(any) : any(markers as (Uint8Array | undefined)[]);
   }
 
   private write(engineKey: Buffer, sibling: Sibling, options: WriteOptions): MaybePromise<Result<WriteOutcome>> {
@@ -442,7 +444,7 @@ export class KvService implements KeyValueStore {
       if (!decoded.ok) return decoded;
       context = decoded.value;
     }
-    const prefix = ((engineKey[0] as number) << 8) | (engineKey[1] as number);
+    const prefix = engineKeyTokenPrefix(engineKey);
     return this.serialized(engineKey, () => {
       const apply = (): MaybePromise<Result<WriteOutcome> | Issued<Result<WriteOutcome>>> =>
         then(this.engine.get(engineKey), (bytes) => this.applyWrite(engineKey, bytes, sibling, context, options));

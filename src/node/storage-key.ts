@@ -34,6 +34,11 @@ export function storageKey(namespace: string, key: Uint8Array): Buffer {
   return out;
 }
 
+/** The token prefix an engine key made by storageKey leads with. */
+export function engineKeyTokenPrefix(engineKey: Uint8Array): number {
+  return ((engineKey[0] as number) << 8) | (engineKey[1] as number);
+}
+
 /** The namespace and key inside an engine key made by storageKey; undefined for anything else. */
 export function parseStorageKey(engineKey: Uint8Array): { readonly namespace: string; readonly key: Uint8Array } | undefined {
   const namespaceBytes = engineKey[tokenPrefixBytes];

@@ -1,15 +1,13 @@
 import { join as joinPath } from 'node:path';
 import { mark } from '../core/simulation-hooks.js';
 import type { Ring } from '../core/ring-state.js';
-import { keyPartition } from '../core/token.js';
+import { keyPartition, prefixPartition } from '../core/token.js';
 import { planTransfers, replicaSet } from '../core/transfer-plan.js';
-import type { PeerMessenger } from '../net/peer-messenger.js';
-import { sleep, type Clock, type TimerHandle } from '../world/clock.js';
+import type { TimerHandle } from '../world/clock.js';
 import { writeFileAtomic, type FileSystem } from '../world/file-system.js';
-import type { ClusterMembership } from './cluster-membership.js';
-import { sendObjects, type HandedOffObject } from './hinted-handoff.js';
-import type { KvService } from './kv-service.js';
-import type { Logger } from './logger.js';
+import type { NodeContext } from './coordinator.js';
+import { batchBytesMax, batchEntriesMax, sendObjects, throttle, type HandedOffObject } from './hinted-handoff.js';
+import { engineKeyTokenPrefix } from './storage-key.js';
 
 /**
  * Ownership handoff: when the ring changes, the partitions this node no longer keeps (or must feed
@@ -56,13 +54,7 @@ export interface Transfer {
   waiting: string | null;
 }
 
-export interface TransferServiceOptions {
-  readonly self: string;
-  readonly local: KvService;
-  readonly membership: ClusterMembership;
-  readonly messenger: PeerMessenger;
-  readonly clock: Clock;
-  readonly logger: Logger;
+export interface TransferServiceOptions extends NodeContext {
   readonly fs: FileSystem;
   readonly dataDir: string;
   /** The widest N any key is stored with: the replica sets transfers follow. */
@@ -86,8 +78,6 @@ export interface TransferReport {
 }
 
 const stateFile = 'transfers.json';
-const batchEntriesMax = 256;
-const batchBytesMax = 1024 * 1024;
 const sweepIntervalMs = 60_000;
 /** Finished transfers shown in reports for this long. */
 const doneShownMs = 10 * 60_000;
@@ -187,7 +177,7 @@ export class TransferService {
     const transfer = this.transfers.get(partition);
     // Once the copy is dropped, a late write stays here and reopens the transfer (`written`).
     if (transfer === undefined || !transfer.drop || transfer.state === 'done') return [];
-    return replicaSet(ring, partition, this.options.replicaCount()).includes(this.options.self) ? [] : transfer.targets;
+    return this.replicates(partition) ? [] : transfer.targets;
   }
 
   /**
@@ -197,10 +187,15 @@ export class TransferService {
    */
   private written(engineKey: Buffer): void {
     if (this.transfers.size === 0) return;
-    const transfer = this.transfers.get(partitionOfEngineKey(engineKey, this.options.membership.ring.partitionCount));
+    const transfer = this.transfers.get(prefixPartition(engineKeyTokenPrefix(engineKey), this.options.membership.ring.partitionCount));
     if (transfer === undefined || !transfer.drop) return;
     if (transfer.state === 'sent') this.touchedWhileDropping.add(transfer);
     if (transfer.state === 'done') this.reopen(transfer);
+  }
+
+  /** Whether this node is one of the partition's replicas on its current ring. */
+  private replicates(partition: number): boolean {
+    return replicaSet(this.options.membership.ring, partition, this.options.replicaCount()).includes(this.options.self);
   }
 
   /** A handed-off partition holds data again: it is handed off again. */
@@ -300,10 +295,8 @@ export class TransferService {
     if (transfer.state === 'pending') {
       transfer.state = 'sending';
       transfer.startedAtMs = this.options.clock.wallMs();
-      let total = 0;
-      for await (const _ of local.partitionObjects(transfer.partition, transfer.partitionCount)) total++;
-      transfer.totalObjects = total;
-      this.options.logger.info({ partition: transfer.partition, targets: transfer.targets, objects: total, drop: transfer.drop }, 'partition transfer started');
+      transfer.totalObjects = (await local.partitionStats(transfer.partition, transfer.partitionCount)).objects;
+      this.options.logger.info({ partition: transfer.partition, targets: transfer.targets, objects: transfer.totalObjects, drop: transfer.drop }, 'partition transfer started');
       this.save();
     }
     transfer.waiting = null;
@@ -324,8 +317,7 @@ export class TransferService {
       transfer.sentBytes += batch.bytes * transfer.targets.length;
       mark('handoff.transfer-batch-sent');
       this.save();
-      const dueMs = ((batch.bytes * transfer.targets.length) / this.options.bytesPerSecond) * 1000 - (this.options.clock.nowMs() - startedMs);
-      if (dueMs > 0) await sleep(this.options.clock, dueMs);
+      await throttle(this.options.clock, batch.bytes * transfer.targets.length, this.options.bytesPerSecond, startedMs);
     }
     if (transfer.state === 'sent') await this.dropCopy(transfer);
   }
@@ -357,9 +349,8 @@ export class TransferService {
   private async dropCopy(transfer: Transfer): Promise<void> {
     // Checked right before the drop: the transfer is still the one planned, and this node is
     // still no replica of the partition on its ring.
-    const ring = this.options.membership.ring;
     if (this.transfers.get(transfer.partition) !== transfer || !transfer.drop) return;
-    if (replicaSet(ring, transfer.partition, this.options.replicaCount()).includes(this.options.self)) {
+    if (this.replicates(transfer.partition)) {
       // A replica of it after all (a ring change this service was not told of, a wider N): keep it.
       Object.assign(transfer, { drop: false, state: 'done', finishedAtMs: this.options.clock.wallMs(), waiting: null });
       this.transfers.delete(transfer.partition);
@@ -395,7 +386,7 @@ export class TransferService {
     if (self === undefined || self.status === 'joining') return;
     const n = this.options.replicaCount();
     const hinted = new Set<number>();
-    for await (const marker of this.options.local.hintMarkers()) hinted.add(partitionOfEngineKey(marker.engineKey, ring.partitionCount));
+    for await (const marker of this.options.local.hintMarkers()) hinted.add(prefixPartition(engineKeyTokenPrefix(marker.engineKey), ring.partitionCount));
     const now = this.options.clock.wallMs();
     let added = 0;
     for (let partition = 0; partition < ring.partitionCount; partition++) {
@@ -453,10 +444,4 @@ export class TransferService {
 
 function sameMembers(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((entry) => b.includes(entry));
-}
-
-/** The partition of an engine key: its 16-bit token prefix, cut to the ring's partition bits. */
-function partitionOfEngineKey(engineKey: Uint8Array, partitionCount: number): number {
-  const prefix = ((engineKey[0] ?? 0) << 8) | (engineKey[1] ?? 0);
-  return prefix >>> (16 - Math.log2(partitionCount));
 }

@@ -36,6 +36,23 @@ async function holds(node: RunningNode, key: string): Promise<boolean> {
   return response.status === 200;
 }
 
+/** Writes each key (value = key) with W=3 through the nodes in turn. */
+async function writeEverywhere(nodes: readonly RunningNode[], keys: readonly string[]): Promise<void> {
+  for (const [index, key] of keys.entries()) {
+    const response = await fetch(`${nodes[index % nodes.length]!.baseUrl}/kv/default/${key}?w=3`, { method: 'PUT', body: key });
+    assert.equal(response.status, 204, `PUT ${key}`);
+  }
+}
+
+/** `key` is on exactly its replicas (N=3) on `ring`; nodes[i] is node-(i+1). */
+async function assertOnReplicasOnly(nodes: readonly RunningNode[], ring: Ring, key: string): Promise<void> {
+  const replicas = replicaSet(ring, keyPartition('default', Buffer.from(key), ring.partitionCount), 3);
+  for (const [index, node] of nodes.entries()) {
+    const replica = replicas.includes(`node-${index + 1}`);
+    assert.equal(await holds(node, key), replica, `node-${index + 1} ${replica ? 'lacks' : 'still holds'} ${key}`);
+  }
+}
+
 /** Every member of `nodes` on one ring of exactly `owners`, with nothing left to transfer. */
 async function settled(nodes: readonly RunningNode[], owners: number): Promise<Ring> {
   return eventually(`ring of ${owners} owners agreed and every transfer done`, 60_000, async () => {
@@ -73,10 +90,7 @@ describe('cluster: ownership handoff on join and leave', () => {
     const nodes = await startCluster(3);
     try {
       const keys = Array.from({ length: 600 }, (_, index) => `seed-${index}`);
-      for (const [index, key] of keys.entries()) {
-        const response = await fetch(`${nodes[index % 3]!.baseUrl}/kv/default/${key}?w=3`, { method: 'PUT', body: key });
-        assert.equal(response.status, 204);
-      }
+      await writeEverywhere(nodes, keys);
 
       // Join under load.
       let loading = true;
@@ -95,12 +109,7 @@ describe('cluster: ownership handoff on join and leave', () => {
       assert.equal(cli.code, 0, cli.stderr);
       assert.match(cli.stdout, new RegExp(`^0 transfers under way, ${sent.length} done in the last 10 minutes; 0 hints waiting$`, 'm'));
       console.log(`join: ${movedObjects} objects moved for ${gained.length} of ${keys.length} seed keys gained by node-4 (plus ${acknowledgedDuringJoin.length} written during the join)`);
-      for (const key of keys) {
-        const replicas = replicaSet(grown, keyPartition('default', Buffer.from(key), grown.partitionCount), 3);
-        for (const [index, node] of nodes.entries()) {
-          assert.equal(await holds(node, key), replicas.includes(`node-${index + 1}`), `node-${index + 1} ${replicas.includes(`node-${index + 1}`) ? 'lacks' : 'still holds'} ${key}`);
-        }
-      }
+      for (const key of keys) await assertOnReplicasOnly(nodes, grown, key);
 
       // Leave under load: node-2 hands off and exits by itself.
       loading = true;
@@ -142,10 +151,7 @@ describe('cluster: ownership handoff on join and leave', () => {
     const nodes = await startCluster(5);
     try {
       const keys = Array.from({ length: 300 }, (_, index) => `weighed-${index}`);
-      for (const [index, key] of keys.entries()) {
-        const response = await fetch(`${nodes[index % 5]!.baseUrl}/kv/default/${key}?w=3`, { method: 'PUT', body: key });
-        assert.equal(response.status, 204);
-      }
+      await writeEverywhere(nodes, keys);
       const before = await ringOf(nodes[0]!);
       const shareBefore = before.owners.filter((owner) => owner === 'node-5').length;
       const dataDir = nodes[4]!.dataDir;
@@ -159,10 +165,7 @@ describe('cluster: ownership handoff on join and leave', () => {
       const share = after.owners.filter((owner) => owner === 'node-5').length;
       console.log(`weight 1 -> 2: node-5 owned ${shareBefore} of ${before.partitionCount} partitions, now ${share} (2/6 of the ring: ${Math.round(before.partitionCount / 3)})`);
       for (const key of keys) {
-        const replicas = replicaSet(after, keyPartition('default', Buffer.from(key), after.partitionCount), 3);
-        for (const [index, node] of nodes.entries()) {
-          assert.equal(await holds(node, key), replicas.includes(`node-${index + 1}`), `node-${index + 1} ${replicas.includes(`node-${index + 1}`) ? 'lacks' : 'still holds'} ${key}`);
-        }
+        await assertOnReplicasOnly(nodes, after, key);
         const response = await fetch(`${nodes[0]!.baseUrl}/kv/default/${key}?r=3`);
         assert.equal(await response.text(), key);
       }
