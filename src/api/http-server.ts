@@ -86,6 +86,8 @@ export interface AdminApi {
   setNamespace(name: string, settings: unknown): Promise<Result<unknown>>;
   /** Partition transfers and hints of every member (`ringkv transfers`). */
   transfers(): Promise<Result<Record<string, unknown>>>;
+  /** This node's Merkle tree roots per partition and its anti-entropy counters. */
+  antiEntropy(): Result<Record<string, unknown>>;
   /** What this node's own replica holds for a key, tombstones included; undefined when nothing. */
   replica(namespace: string, key: Uint8Array): Promise<Result<Record<string, unknown> | undefined>>;
 }
@@ -228,6 +230,7 @@ export class HttpServer {
       return send(reply, await admin.setNamespace(request.params.name, settings));
     });
     this.app.get('/admin/transfers', async (_request, reply) => send(reply, await admin.transfers()));
+    this.app.get('/admin/anti-entropy', async (_request, reply) => send(reply, admin.antiEntropy()));
     this.app.get<KeyRoute>('/admin/replica/:namespace/:key', async (request, reply) => {
       const { namespace, key } = request.params;
       const result = await admin.replica(namespace, Buffer.from(key, 'utf8'));

@@ -37,6 +37,9 @@ export const markNames = [
   'handoff.write-forwarded',
   'handoff.transfer-reopened',
   'kv.actor-renewed',
+  'aae.exchange-repaired',
+  'aae.tree-rebuilt-stale',
+  'aae.tombstone-reaped',
 ] as const;
 
 export type MarkName = (typeof markNames)[number];

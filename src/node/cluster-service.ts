@@ -11,6 +11,7 @@ import type { Config } from './config.js';
 import { Coordinator, type NodeContext } from './coordinator.js';
 import { handoffMessages, HintedHandoff, receiveHandedOffObjects, type HandoffReport } from './hinted-handoff.js';
 import { TransferService, type TransferReport } from './transfers.js';
+import { AntiEntropy } from './anti-entropy.js';
 import { NamespaceRegistry, validateSettings } from './namespace-registry.js';
 import type { KeyValueStore, KvService } from './kv-service.js';
 import type { Logger } from './logger.js';
@@ -48,6 +49,7 @@ export class ClusterService {
   private namespaces: NamespaceRegistry | undefined;
   private handoff: HintedHandoff | undefined;
   private transfers: TransferService | undefined;
+  private antiEntropy: AntiEntropy | undefined;
   /** What the client APIs read and write through; stable across restarts of this service. */
   readonly store: KeyValueStore;
 
@@ -140,6 +142,16 @@ export class ClusterService {
         onLeft: world.onLeft,
       });
       forwarding.targets = (namespace, key) => transfers.forwardTargets(namespace, key);
+      const antiEntropy = new AntiEntropy({
+        ...node,
+        replicaCount: () => Math.max(config.nVal, ...namespaces.list().map((entry) => entry.n)),
+        primariesOf: (namespace, key) => coordinator.primariesOf(namespace, key),
+        intervalMs: config.antiEntropyIntervalMs,
+        bytesPerSecond: config.antiEntropyBytesPerSecond,
+        requestTimeoutMs: config.requestTimeoutMs,
+        tombstoneGraceMs: config.tombstoneGraceMs,
+        handoffBusy: () => transfers.unfinished > 0 || handoff.report().pendingHints > 0,
+      });
       membership.onRingChange((previous, current) => transfers.ringChanged(previous, current));
       receiveHandedOffObjects(messenger, this.local, (namespace, key) => coordinator.primariesOf(namespace, key).includes(this.nodeId));
       messenger.handle(handoffMessages.report, () => this.handoffReport() as unknown as MessageBody);
@@ -148,8 +160,10 @@ export class ClusterService {
       membership.start();
       handoff.start();
       transfers.start();
+      antiEntropy.start();
       this.handoff = handoff;
       this.transfers = transfers;
+      this.antiEntropy = antiEntropy;
       this.membershipValue = membership;
     } catch (error) {
       await messenger.close();
@@ -171,6 +185,7 @@ export class ClusterService {
           ring: { partitionCount: ring.partitionCount, epoch: ring.epoch, claimant: ring.claimant },
           members: membership.report(),
           handoff: this.handoff?.report() ?? null,
+          antiEntropy: this.antiEntropySummary(),
         });
       },
       ring: () => {
@@ -204,6 +219,10 @@ export class ClusterService {
         if (this.membershipValue === undefined) return notRunning();
         return success(await this.clusterHandoff());
       },
+      antiEntropy: () => {
+        const report = this.antiEntropy?.report();
+        return report === undefined ? notRunning() : success({ ...report });
+      },
       replica: async (namespace, key) => {
         const read = await this.local.readObject(namespace, key);
         if (!read.ok || read.value === undefined) return read.ok ? success(undefined) : read;
@@ -222,6 +241,14 @@ export class ClusterService {
         return success(undefined);
       },
     };
+  }
+
+  /** Anti-entropy counters for /admin/status, without the per-partition roots. */
+  private antiEntropySummary(): Record<string, unknown> | null {
+    const report = this.antiEntropy?.report();
+    if (report === undefined) return null;
+    const { trees, ...counters } = report;
+    return { ...counters, trees: trees.length, treesBuilt: trees.filter((tree) => tree.built).length };
   }
 
   /** This node's handoff: partition transfers and hints. */
@@ -253,6 +280,8 @@ export class ClusterService {
   }
 
   async stop(): Promise<void> {
+    await this.antiEntropy?.stop();
+    this.antiEntropy = undefined;
     await this.transfers?.stop();
     this.transfers = undefined;
     await this.handoff?.stop();

@@ -4,7 +4,7 @@ import { absorbs, clientWrite, join, overwrite, sync, update, values, type Versi
 import { ErrorCode, failure, RingkvError, success, type Failure, type Result } from '../core/errors.js';
 import { then, type BatchOperation, type Engine, type MaybePromise, type ScanRange } from '../storage/engine.js';
 import type { Clock } from '../world/clock.js';
-import { decodeClock, decodeContext, decodeHistory, decodeNewestValue, decodeObject, encodeContext, encodeObject, type Sibling, type StoredObject } from './stored-object.js';
+import { decodeClock, decodeContext, decodeHistory, decodeNewestValue, decodeObject, encodeContext, encodeObject, objectVersionHash, type Sibling, type StoredObject } from './stored-object.js';
 import { partitionTokenPrefixes } from '../core/token.js';
 import { engineKeyTokenPrefix, hintKey, hintRange, parseHintKey, parseStorageKey, partitionRange, storageKey } from './storage-key.js';
 
@@ -97,6 +97,20 @@ export interface HintMarker {
   readonly bytes: number;
 }
 
+/**
+ * Hears every change to a stored object, in the key's turn, as the engine takes it (anti-entropy
+ * keeps its Merkle trees with it, transfers notice late writes). Must not throw or block.
+ */
+export interface ChangeObserver {
+  /** `before` / `after`: the encoded object replaced and the one stored; undefined: absent, removed. */
+  changed(engineKey: Buffer, before: Uint8Array | undefined, after: Uint8Array | undefined): void;
+  /**
+   * Objects under token prefixes [first, end) may have changed without a `changed` call (a
+   * partition dropped, the engine reopened after a failure): what was learnt of them is stale.
+   */
+  invalidated(first: number, end: number): void;
+}
+
 /** One stored object of a partition, as `KvService.partitionObjects` yields it. */
 export interface PartitionObject {
   readonly namespace: string;
@@ -123,9 +137,11 @@ export class KvService implements KeyValueStore {
   /** Namespaces already checked against the pattern; bounded, as clients choose the names. */
   private readonly validNamespaces = new Set<string>();
   private attached: Engine | undefined;
+  /** The engine served last, attached or not: another one attached means a reopen. */
+  private served: Engine | undefined;
   /** The DVV actor new versions are written as: the node id, or its epoch (actor-epoch.ts). */
   private actor: string;
-  private writeObserver: ((engineKey: Buffer) => void) | undefined;
+  private readonly observers = new Set<ChangeObserver>();
   /**
    * Token prefixes (storage-key.ts) of which this node dropped objects since its actor began: a
    * write there must first renew the actor (`renewActor`), as the dots the dropped objects held
@@ -142,15 +158,20 @@ export class KvService implements KeyValueStore {
   ) {
     assert(options.actor.length > 0, 'actor (node id) must not be empty');
     this.attached = engine;
+    this.served = engine;
     this.actor = options.actor;
   }
 
   /** Serves from `engine` (after the engine service started or restarted), writing versions as `actor`. */
   attach(engine: Engine, actor = this.actor): void {
     assert(actor.length > 0, 'actor must not be empty');
+    const replaced = this.served !== undefined && this.served !== engine;
     this.attached = engine;
+    this.served = engine;
     if (actor !== this.actor) this.clearDropped();
     this.actor = actor;
+    // A reopened engine holds what was durable, which may be less than what observers were told.
+    if (replaced) this.invalidate(0, 1 << 16);
   }
 
   /** How a new actor is obtained when a write needs one (see `dropped`); absent: never renewed. */
@@ -240,19 +261,28 @@ export class KvService implements KeyValueStore {
             mark('kv.merge-changed-replica');
           }
         }
-        return issued(this.store(engineKey, merged, hintFor), success(undefined));
+        return issued(this.store(engineKey, bytes, merged, hintFor), success(undefined));
       }),
     );
   }
 
-  /** Calls `observer` with the engine key of every object stored from now on (not with deletions); undefined: none. */
-  observeWrites(observer: ((engineKey: Buffer) => void) | undefined): void {
-    this.writeObserver = observer;
+  /** Tells `observer` of every change from now on, until the returned function is called. */
+  observeChanges(observer: ChangeObserver): () => void {
+    this.observers.add(observer);
+    return () => this.observers.delete(observer);
   }
 
-  /** Writes an object, with the hint marker for `hintFor` in the same atomic batch when given. */
-  private store(engineKey: Buffer, encoded: Uint8Array, hintFor: string | undefined): MaybePromise<void> {
-    this.writeObserver?.(engineKey);
+  private changed(engineKey: Buffer, before: Uint8Array | undefined, after: Uint8Array | undefined): void {
+    for (const observer of this.observers) observer.changed(engineKey, before, after);
+  }
+
+  private invalidate(first: number, end: number): void {
+    for (const observer of this.observers) observer.invalidated(first, end);
+  }
+
+  /** Writes an object over `before`, with the hint marker for `hintFor` in the same atomic batch when given. */
+  private store(engineKey: Buffer, before: Uint8Array | undefined, encoded: Uint8Array, hintFor: string | undefined): MaybePromise<void> {
+    this.changed(engineKey, before, encoded);
     if (hintFor === undefined) return this.engine.put(engineKey, encoded);
     mark('handoff.hint-stored');
     const marker = Buffer.alloc(12);
@@ -304,6 +334,7 @@ export class KvService implements KeyValueStore {
         return then(this.hasHintMarker(dropLocal.otherTargets.filter((other) => other !== target), engineKey), (hinted) => {
           if (!hinted) {
             operations.push({ type: 'delete', key: engineKey });
+            this.changed(engineKey, current, undefined);
             const prefix = engineKeyTokenPrefix(engineKey);
             this.markDropped(prefix, prefix + 1);
             mark('handoff.fallback-copy-dropped');
@@ -403,6 +434,7 @@ export class KvService implements KeyValueStore {
     if (this.attached === undefined) return failure(ErrorCode.unavailable, 'the storage engine is not running');
     const { first, end } = partitionTokenPrefixes(partition, partitionCount);
     this.markDropped(first, Math.min(end, 1 << 16));
+    this.invalidate(first, Math.min(end, 1 << 16));
     await this.engine.deleteRange(partitionRange(partition, partitionCount));
     return success(undefined);
   }
@@ -416,6 +448,7 @@ export class KvService implements KeyValueStore {
     if (this.attached === undefined) return failure(ErrorCode.unavailable, 'the storage engine is not running');
     const { first, end } = partitionTokenPrefixes(partition, partitionCount);
     this.markDropped(first, Math.min(end, 1 << 16));
+    this.invalidate(first, Math.min(end, 1 << 16));
     const keys: Buffer[] = [];
     for await (const entry of this.engine.scan(partitionRange(partition, partitionCount))) keys.push(Buffer.from(entry.key));
     let deleted = 0;
@@ -427,6 +460,23 @@ export class KvService implements KeyValueStore {
       if (result.value) deleted++;
     }
     return success(deleted);
+  }
+
+  /**
+   * Removes the tombstone under `engineKey` for good (anti-entropy reaps a delete every replica
+   * holds), if what is stored there is still the object of `versionHash` and holds no live value.
+   * Answers whether it was removed.
+   */
+  reapTombstone(engineKey: Buffer, versionHash: bigint): MaybePromise<Result<boolean>> {
+    if (this.attached === undefined) return failure(ErrorCode.unavailable, 'the storage engine is not running');
+    return this.serialized(engineKey, () =>
+      then(this.engine.get(engineKey), (current): Result<boolean> | Issued<Result<boolean>> => {
+        if (current === undefined || objectVersionHash(current) !== versionHash || decodeHistory(current).present) return success(false);
+        this.changed(engineKey, current, undefined);
+        mark('aae.tombstone-reaped');
+        return issued(this.engine.delete(engineKey), success(true));
+      }),
+    );
   }
 
   /** Whether a hint marker for any of `targets` names the object under `engineKey`. */
@@ -499,7 +549,7 @@ export class KvService implements KeyValueStore {
     if (siblingCount > 1) mark('kv.siblings-created');
     const encoded = encodeObject(next);
     const outcome = success(new Outcome(true, present, next, encoded));
-    const write = issued(this.store(engineKey, encoded, options.hintFor), outcome);
+    const write = issued(this.store(engineKey, storedBytes, encoded, options.hintFor), outcome);
     options.onIssued?.(outcome.value);
     return write;
   }

@@ -1,3 +1,4 @@
+import { xxh64 } from '@node-rs/xxhash';
 import { assert } from '../core/assert.js';
 import type { ClockEntry, DvvEntry, DvvSet, VersionVector } from '../core/dvv.js';
 import { ErrorCode, failure, success, type Result } from '../core/errors.js';
@@ -16,6 +17,15 @@ export interface Sibling {
 }
 
 export type StoredObject = DvvSet<Sibling>;
+
+/**
+ * A 64-bit hash of an encoded object: its version in anti-entropy's Merkle trees. Equal objects
+ * encode to equal bytes on every replica (entries sorted by actor, values in dot order, the
+ * metadata as the coordinator wrote it), so equal objects hash alike wherever they are stored.
+ */
+export function objectVersionHash(encoded: Uint8Array): bigint {
+  return xxh64(encoded);
+}
 
 /** Format version byte that leads every encoded object, so the layout can change later. */
 const objectFormatVersion = 1;

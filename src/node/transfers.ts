@@ -103,11 +103,18 @@ export class TransferService {
   /** Transfers whose partition was written to while its copy was being dropped. */
   private readonly touchedWhileDropping = new Set<Transfer>();
 
+  private stopObserving: () => void = () => undefined;
+
   private constructor(private readonly options: TransferServiceOptions) {}
 
   static async open(options: TransferServiceOptions): Promise<TransferService> {
     const service = new TransferService(options);
-    options.local.observeWrites((engineKey) => service.written(engineKey));
+    service.stopObserving = options.local.observeChanges({
+      changed: (engineKey, _before, after) => {
+        if (after !== undefined) service.written(engineKey);
+      },
+      invalidated: () => undefined,
+    });
     const path = joinPath(options.dataDir, stateFile);
     if (await options.fs.exists(path)) {
       const kept = JSON.parse(Buffer.from(await options.fs.readFile(path)).toString('utf8')) as { transfers?: Transfer[] };
@@ -125,7 +132,7 @@ export class TransferService {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    this.options.local.observeWrites(undefined);
+    this.stopObserving();
     this.timer?.cancel();
     this.timer = undefined;
     await Promise.all([...this.inFlight, this.sweeping]);

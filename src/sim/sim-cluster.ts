@@ -100,6 +100,8 @@ export class SimCluster {
         memtableSizeBytes: 16 * 1024,
         blockCacheBytes: 32 * 1024,
         requestTimeoutMs: 2000,
+        // Short, so the runs reap tombstones (a real node keeps them for a day).
+        tombstoneGraceMs: 3000,
         ...this.options.configFlags,
       },
       environment: {},

@@ -1,13 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { createMemoryNetwork } from '../../src/net/memory-messenger.js';
-import { resolveConfig } from '../../src/node/config.js';
-import { silentLogger } from '../../src/node/logger.js';
-import { RingkvNode } from '../../src/node/ringkv-node.js';
-import { SystemClock, sleep } from '../../src/world/clock.js';
-import { NodeFileSystem } from '../../src/world/file-system.js';
-import { createRandom } from '../../src/world/random.js';
-import { freePort, temporaryDirectory } from '../helpers/ringkv-process.js';
+import type { RingkvNode } from '../../src/node/ringkv-node.js';
+import { withInProcessCluster } from '../helpers/in-process-cluster.js';
 
 // The node runtime takes its network from its world: the seam the simulator (issue 6) will use.
 describe('node: a cluster in one process on the in-memory network', () => {
@@ -43,37 +37,6 @@ describe('node: a cluster in one process on the in-memory network', () => {
 
 type Store = RingkvNode['cluster']['store'];
 
-/** Three nodes on one in-memory network (real timers, real files), joined; `body` gets their stores. */
 async function withCluster(body: (stores: [Store, Store, Store]) => Promise<void>): Promise<void> {
-  const clock = new SystemClock();
-  const network = createMemoryNetwork({ clock });
-  const nodes: RingkvNode[] = [];
-  const keepAlive = setInterval(() => {}, 1000);
-  try {
-    for (let index = 1; index <= 3; index++) {
-      const config = resolveConfig({
-        flags: {
-          nodeId: `mem-${index}`, dataDir: temporaryDirectory(), httpPort: await freePort(), respPort: await freePort(),
-          peerPort: 9000 + index, gossipIntervalMs: 100, join: index === 1 ? '' : '127.0.0.1:9001',
-        },
-        environment: {},
-        file: undefined,
-      });
-      assert.ok(config.ok, config.ok ? '' : config.message);
-      const world = {
-        clock, random: createRandom(index), fs: new NodeFileSystem(), logger: silentLogger(),
-        createMessenger: (identity: { nodeId: string; host: string; port: number }) => network.messenger({ nodeId: identity.nodeId, address: { host: identity.host, port: identity.port } }),
-      };
-      nodes.push(await RingkvNode.start(config.value, world, () => {}));
-    }
-    const deadline = clock.nowMs() + 10_000;
-    while (!nodes.every((node) => new Set(node.cluster.membership?.ring.owners).size === 3)) {
-      assert.ok(clock.nowMs() < deadline, 'the ring did not reach three owners');
-      await sleep(clock, 50);
-    }
-    await body(nodes.map((node) => node.cluster.store) as [Store, Store, Store]);
-  } finally {
-    clearInterval(keepAlive);
-    for (const node of nodes.reverse()) await node.stop();
-  }
+  await withInProcessCluster({}, async (nodes) => body(nodes.map((node) => node.cluster.store) as [Store, Store, Store]));
 }

@@ -1,0 +1,117 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { createTree, rootHash, updateKey } from '../../src/core/merkle-tree.js';
+import { antiEntropyTreeShape, type AntiEntropyReport } from '../../src/node/anti-entropy.js';
+import type { RingkvNode } from '../../src/node/ringkv-node.js';
+import { objectVersionHash } from '../../src/node/stored-object.js';
+import { SystemClock, sleep } from '../../src/world/clock.js';
+import { withInProcessCluster } from '../helpers/in-process-cluster.js';
+
+const clock = new SystemClock();
+
+describe('anti-entropy: three replicas in one process on the in-memory network', () => {
+  it('anti-entropy: keys one replica\'s store alone holds reach the others; trees kept on every write equal a rebuild from the store', async () => {
+    await withInProcessCluster({ antiEntropyIntervalMs: 100 }, async (nodes) => {
+      const [a, b, c] = nodes;
+      for (let index = 0; index < 60; index++) assert.ok((await a.cluster.store.put('ns', Buffer.from(`both-${index}`), Buffer.from('v'), { w: 3 })).ok);
+      // Written into one store only, bypassing the coordinator: what a lost replication leaves.
+      const lonely = Array.from({ length: 25 }, (_, index) => Buffer.from(`lonely-${index}`));
+      for (const key of lonely) assert.ok((await a.kv.put('ns', key, Buffer.from('only-a'))).ok);
+      assert.ok((await b.kv.put('ns', Buffer.from('lonely-b'), Buffer.from('only-b'))).ok);
+      await eventually('every replica holds every key', 20_000, async () => {
+        for (const node of [b, c]) {
+          for (const key of lonely) {
+            const held = await node.kv.readObject('ns', key);
+            if (!held.ok || held.value === undefined) return false;
+          }
+        }
+        const fromB = await c.kv.getNewest('ns', Buffer.from('lonely-b'));
+        return fromB.ok && fromB.value !== undefined && Buffer.from(fromB.value).toString() === 'only-b';
+      });
+      await eventually('every partition\'s roots agree on all three replicas', 20_000, async () => rootsAgree(nodes));
+      const reports = nodes.map(reportOf);
+      const repaired = reports.reduce((sum, report) => sum + report.keysRepaired, 0);
+      assert.ok(repaired >= lonely.length * 2 + 2, `at least ${lonely.length * 2 + 2} objects repaired, got ${repaired}`);
+      assert.ok(reports.every((report) => report.exchanges > 0 && report.treeBytes > 0));
+      // The trees followed every write: each equals a tree built afresh from the store's objects.
+      for (const node of nodes) {
+        const report = reportOf(node);
+        for (const { partition, root } of report.trees.slice(0, 64)) {
+          const rebuilt = createTree(antiEntropyTreeShape);
+          for await (const object of node.kv.partitionObjects(partition, 256)) updateKey(rebuilt, object.engineKey, undefined, objectVersionHash(object.object));
+          assert.equal(root, rootHash(rebuilt).toString(16).padStart(16, '0'), `${node.nodeId} partition ${partition}`);
+        }
+      }
+    });
+  });
+
+  it('anti-entropy: a delete one replica missed reaches it, then the tombstone is reaped everywhere and the value stays deleted', async () => {
+    await withInProcessCluster({ antiEntropyIntervalMs: 100, tombstoneGraceMs: 0 }, async (nodes) => {
+      const [a, b, c] = nodes;
+      const key = Buffer.from('deleted-late');
+      assert.ok((await a.cluster.store.put('ns', key, Buffer.from('v1'), { w: 3 })).ok);
+      // The delete reaches a and b only; c keeps v1.
+      assert.ok((await a.kv.delete('ns', key, { context: 'current' })).ok);
+      const tombstone = await a.kv.readObject('ns', key);
+      assert.ok(tombstone.ok && tombstone.value !== undefined);
+      assert.ok((await b.kv.mergeObject('ns', key, tombstone.value)).ok);
+      await eventually('the tombstone is reaped on every replica', 20_000, async () => {
+        for (const node of nodes) {
+          const held = await node.kv.readObject('ns', key);
+          if (!held.ok || held.value !== undefined) return false;
+        }
+        return true;
+      });
+      assert.ok(nodes.some((node) => reportOf(node).reapedTombstones > 0));
+      await sleep(clock, 1000); // ten more rounds: nothing brings v1 back
+      const read = await c.cluster.store.get('ns', key, { r: 3 });
+      assert.ok(read.ok);
+      assert.equal(read.value, undefined);
+      await eventually('roots agree after the reap', 10_000, async () => rootsAgree(nodes));
+    });
+  });
+
+  it('anti-entropy: no tombstone is reaped while one of its replicas is down', async () => {
+    await withInProcessCluster({ antiEntropyIntervalMs: 100, tombstoneGraceMs: 0 }, async (nodes) => {
+      const [a, b, c] = nodes;
+      const key = Buffer.from('deleted-while-down');
+      assert.ok((await a.cluster.store.put('ns', key, Buffer.from('v1'), { w: 3 })).ok);
+      await c.stop();
+      await eventually('a sees c down', 20_000, async () => a.cluster.membership?.isUp('mem-3') === false && b.cluster.membership?.isUp('mem-3') === false);
+      assert.ok((await a.cluster.store.delete('ns', key, { w: 2, context: 'current' })).ok);
+      await sleep(clock, 1500);
+      for (const node of [a, b]) {
+        const held = await node.kv.readObject('ns', key);
+        assert.ok(held.ok && held.value !== undefined, `${node.nodeId} still holds the tombstone`);
+        assert.equal(reportOf(node).reapedTombstones, 0);
+      }
+    });
+  });
+});
+
+function reportOf(node: RingkvNode): AntiEntropyReport {
+  const report = node.cluster.adminApi().antiEntropy();
+  assert.ok(report.ok);
+  return report.value as unknown as AntiEntropyReport;
+}
+
+function rootsAgree(nodes: readonly RingkvNode[]): boolean {
+  const roots = new Map<number, string | null>();
+  for (const node of nodes) {
+    const trees = reportOf(node).trees;
+    if (trees.length !== 256 || trees.some((tree) => !tree.built)) return false;
+    for (const { partition, root } of trees) {
+      if (!roots.has(partition)) roots.set(partition, root);
+      else if (roots.get(partition) !== root) return false;
+    }
+  }
+  return true;
+}
+
+async function eventually(what: string, timeoutMs: number, probe: () => Promise<boolean> | boolean): Promise<void> {
+  const deadline = clock.nowMs() + timeoutMs;
+  while (!(await probe())) {
+    assert.ok(clock.nowMs() < deadline, `${what}: not within ${timeoutMs} ms`);
+    await sleep(clock, 50);
+  }
+}
