@@ -1,3 +1,4 @@
+import type { NodeMetrics } from '../node/metrics.js';
 import type { AddressInfo } from 'node:net';
 import { fastify, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { assert } from '../core/assert.js';
@@ -36,6 +37,8 @@ export interface HttpServerOptions {
   readonly status: () => Record<string, unknown>;
   /** Cluster administration (`ringkv status`, `ring`, `join`, `leave`); absent: 404. */
   readonly admin?: AdminApi;
+  /** GET /metrics in Prometheus' text format; asked for at the first scrape. Absent: 404. */
+  readonly metrics?: () => NodeMetrics;
   /** Times the forced close in `stop`; default the system clock. */
   readonly clock?: Clock;
 }
@@ -205,6 +208,13 @@ export class HttpServer {
       return reply.send({ status: 'ok' });
     });
     this.app.get('/status', async (_request, reply) => reply.send(this.options.status()));
+    const metrics = this.options.metrics;
+    if (metrics !== undefined) {
+      this.app.get('/metrics', async (_request, reply) => {
+        const registry = metrics();
+        return reply.type(registry.contentType).send(await registry.render());
+      });
+    }
     const admin = this.options.admin;
     if (admin !== undefined) this.registerAdminRoutes(admin);
   }

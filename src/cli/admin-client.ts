@@ -76,6 +76,10 @@ export const statusResponseSchema = z.object({
   nodeId: z.string(),
   ring: z.object({ partitionCount: z.number().int().positive(), epoch: z.number(), claimant: z.string().nullable().optional() }),
   members: z.array(memberSchema),
+  antiEntropy: z.object({
+    trees: z.number(), treesBuilt: z.number(), rounds: z.number(), exchangesDiffering: z.number(), keysRepaired: z.number(),
+    bytesSent: z.number(), reapedTombstones: z.number(), treesRebuilt: z.number(),
+  }).nullable().optional(),
 });
 export const ringResponseSchema = z.object({
   partitionCount: z.number().int().positive(),

@@ -106,6 +106,9 @@ describe('cli: admin formatting (pure)', () => {
     assert.match(lines[3] ?? '', /^dev-1\*\s+valid\s+127\.0\.0\.1:7800\s+dc1\s+1\s+6 \(37\.5%\)\s+-$/);
     assert.match(lines[4] ?? '', /^dev-2\s+valid\s+127\.0\.0\.1:7801\s+dc1\s+1\s+5 \(31\.3%\)\s+0\.4$/);
     assert.match(lines[5] ?? '', /^dev-3\s+down \(leaving\)\s+127\.0\.0\.1:7802\s+dc2\s+2\s+5 \(31\.3%\)\s+12\.8$/);
+    assert.ok(!formatStatus(status).includes('anti-entropy'), 'no anti-entropy line when the node reports none');
+    const antiEntropy = { trees: 10, treesBuilt: 9, rounds: 120, exchangesDiffering: 3, keysRepaired: 41, bytesSent: 3 * 1024 * 1024, reapedTombstones: 2, treesRebuilt: 0 };
+    assert.match(formatStatus({ ...status, antiEntropy }), /\nanti-entropy: 9 of 10 trees built; 120 rounds, 3 partitions found differing, 41 objects repaired, 3\.0 MiB sent, 2 tombstones reaped\n$/);
   });
 
   test('formatRing: per owner, count, share and compressed ranges; wraps long lists', () => {

@@ -100,7 +100,15 @@ export function formatStatus(status: StatusResponse): string {
   ]);
   const table = formatTable(['node', 'state', 'address', 'datacenter', 'weight', 'partitions', 'phi'], rows);
   const count = `${members.length} member${members.length === 1 ? '' : 's'}`;
-  return `${ringHeadline(status.ring)}; ${count}, as seen by ${status.nodeId} (*)\n\n${table}\n`;
+  const antiEntropy = status.antiEntropy === null || status.antiEntropy === undefined ? '' : `\n${formatAntiEntropy(status.antiEntropy)}\n`;
+  return `${ringHeadline(status.ring)}; ${count}, as seen by ${status.nodeId} (*)\n\n${table}\n${antiEntropy}`;
+}
+
+/** The anti-entropy line of `ringkv status`: the answering node's trees and what its exchanges repaired. */
+export function formatAntiEntropy(report: NonNullable<StatusResponse['antiEntropy']>): string {
+  const rebuilt = report.treesRebuilt > 0 ? `, ${report.treesRebuilt} trees rebuilt` : '';
+  return `anti-entropy: ${report.treesBuilt} of ${report.trees} trees built; ${report.rounds} rounds, ${report.exchangesDiffering} partitions found differing, ` +
+    `${report.keysRepaired} objects repaired, ${formatBytes(report.bytesSent)} sent, ${report.reapedTombstones} tombstones reaped${rebuilt}`;
 }
 
 /** The partitions each owner holds, owners in name order; the empty owner is `(unassigned)`. */

@@ -90,8 +90,12 @@ export interface AntiEntropyReport {
   readonly keysPushed: number;
   /** Every anti-entropy byte this node sent (requests, answers, key lists, objects). */
   readonly bytesSent: number;
-  /** Of those, and of those it received, tree data: roots, level requests and level hashes. */
-  readonly treeBytes: number;
+  /**
+   * Tree data of the exchanges this node started, both directions: the root comparisons (4 bytes
+   * a partition asked for, 8 a root answered) and the level walks (requests and hashes).
+   */
+  readonly rootBytes: number;
+  readonly levelBytes: number;
   readonly treesRebuilt: number;
   readonly reapedTombstones: number;
   readonly lastRoundAtMs: number | null;
@@ -122,7 +126,7 @@ export class AntiEntropy {
   private peerCursor = 0;
   private reapCursor = 0;
   private readonly stopObserving: () => void;
-  private counters = { rounds: 0, exchanges: 0, exchangesDiffering: 0, keysFetched: 0, keysPushed: 0, bytesSent: 0, treeBytes: 0, treesRebuilt: 0, reapedTombstones: 0 };
+  private counters = { rounds: 0, exchanges: 0, exchangesDiffering: 0, keysFetched: 0, keysPushed: 0, bytesSent: 0, rootBytes: 0, levelBytes: 0, treesRebuilt: 0, reapedTombstones: 0 };
   private lastRoundAtMs: number | null = null;
 
   constructor(private readonly options: AntiEntropyOptions) {
@@ -275,7 +279,7 @@ export class AntiEntropy {
     if (address === undefined) return;
     const reply = (await this.options.messenger.request(address, antiEntropyMessages.roots, { partitions: peer.partitions }, { timeoutMs: this.options.requestTimeoutMs })) as { roots: Uint8Array; built: boolean[] };
     this.counters.bytesSent += 4 * peer.partitions.length;
-    this.counters.treeBytes += 4 * peer.partitions.length + reply.roots.length;
+    this.counters.rootBytes += 4 * peer.partitions.length + reply.roots.length;
     const theirs = bytesToHashes(reply.roots);
     const differing = peer.partitions.filter((partition, index) => {
       const mine = this.trees.get(partition);
@@ -327,7 +331,7 @@ export class AntiEntropy {
       if ('notBuilt' in reply) return;
       const requestBytes = requestSizeBytes(mine.tree, state.request);
       this.counters.bytesSent += requestBytes;
-      this.counters.treeBytes += requestBytes + reply.hashes.length;
+      this.counters.levelBytes += requestBytes + reply.hashes.length;
       const step = nextStep(mine.tree, state, { level: state.request.level, hashes: bytesToHashes(reply.hashes) }, { hashesPerResponseMax });
       if (step.kind === 'done') {
         if (step.segments.length > 0) await this.repairSegments(peer, partition, step.segments);

@@ -12,6 +12,7 @@ import { Coordinator, type NodeContext } from './coordinator.js';
 import { handoffMessages, HintedHandoff, receiveHandedOffObjects, type HandoffReport } from './hinted-handoff.js';
 import { TransferService, type TransferReport } from './transfers.js';
 import { AntiEntropy } from './anti-entropy.js';
+import type { MetricsSource } from './metrics.js';
 import { NamespaceRegistry, validateSettings } from './namespace-registry.js';
 import type { KeyValueStore, KvService } from './kv-service.js';
 import type { Logger } from './logger.js';
@@ -240,6 +241,15 @@ export class ClusterService {
         await membership.leave(leaving);
         return success(undefined);
       },
+    };
+  }
+
+  /** What GET /metrics reads at each scrape. */
+  metricsSource(): MetricsSource {
+    return {
+      antiEntropy: () => this.antiEntropy?.report() ?? null,
+      hints: () => this.handoff?.report() ?? null,
+      transfers: () => this.transfers?.report() ?? null,
     };
   }
 

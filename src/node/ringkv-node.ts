@@ -1,3 +1,4 @@
+import { createNodeMetrics, type NodeMetrics } from './metrics.js';
 import { join } from 'node:path';
 import { HttpServer } from '../api/http-server.js';
 import type { NodeInfo } from '../api/resp-commands.js';
@@ -56,6 +57,7 @@ export class RingkvNode {
   private httpServer: HttpServer | undefined;
   readonly resp: RespServer;
   readonly cluster: ClusterService;
+  private metrics: NodeMetrics | undefined;
   private readonly supervisor: Supervisor;
 
   private constructor(
@@ -112,6 +114,7 @@ export class RingkvNode {
       isReady: () => this.stopping === undefined && this.supervisor.status().every((child) => child.state === 'running'),
       status: () => this.status(),
       admin: this.cluster.adminApi(),
+      metrics: () => (this.metrics ??= createNodeMetrics(this.nodeId, this.cluster.metricsSource())),
     });
     await this.httpServer.start();
   }

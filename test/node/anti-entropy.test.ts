@@ -32,7 +32,16 @@ describe('anti-entropy: three replicas in one process on the in-memory network',
       const reports = nodes.map(reportOf);
       const repaired = reports.reduce((sum, report) => sum + report.keysRepaired, 0);
       assert.ok(repaired >= lonely.length * 2 + 2, `at least ${lonely.length * 2 + 2} objects repaired, got ${repaired}`);
-      assert.ok(reports.every((report) => report.exchanges > 0 && report.treeBytes > 0));
+      assert.ok(reports.every((report) => report.exchanges > 0 && report.rootBytes > 0 && report.levelBytes > 0));
+      // The same counters on GET /metrics, in Prometheus' text format.
+      for (const node of nodes) {
+        const response = await fetch(`http://127.0.0.1:${node.config.httpPort}/metrics`);
+        assert.equal(response.status, 200);
+        const text = await response.text();
+        const repairedHere = new RegExp(`^ringkv_anti_entropy_objects_repaired_total\\{node="${node.nodeId}"\\} (\\d+)$`, 'm').exec(text);
+        assert.equal(Number(repairedHere?.[1]), reportOf(node).keysRepaired, text.slice(0, 400));
+        assert.match(text, new RegExp(`^ringkv_anti_entropy_trees\\{state="built",node="${node.nodeId}"\\} 256$`, 'm'));
+      }
       // The trees followed every write: each equals a tree built afresh from the store's objects.
       for (const node of nodes) {
         const report = reportOf(node);
