@@ -9,7 +9,7 @@ import { SystemClock } from '../world/clock.js';
 import { encodeFrame } from './frame-codec.js';
 import { messengerConformanceSuite } from './messenger-conformance.js';
 import { RpcError, type PeerAddress, type RpcErrorCode } from './peer-messenger.js';
-import { createTcpMessenger, encodeHandshakeFrame, protocolMagic, type TcpMessenger, type TcpMessengerOptions } from './tcp-messenger.js';
+import { createTcpMessenger, dialOptions, encodeHandshakeFrame, protocolMagic, type TcpMessenger, type TcpMessengerOptions } from './tcp-messenger.js';
 
 const host = '127.0.0.1';
 
@@ -312,6 +312,33 @@ describe('tcp messenger', () => {
     } finally {
       await a.close();
       await b.close();
+    }
+  });
+
+  it('tcp messenger: dial: a node on one specific IP dials from it (the peer sees that address); on 0.0.0.0 or a host name the kernel picks', async () => {
+    const remotes: string[] = [];
+    const sockets = new Set<Socket>();
+    const server = createServer((socket) => {
+      sockets.add(socket);
+      remotes.push(socket.remoteAddress ?? '?');
+      socket.on('error', () => undefined);
+      socket.write(handshake());
+    });
+    const address = await listen(server);
+    // All of 127.0.0.0/8 is loopback on Linux: 127.0.0.2 is an address of this host, not 127.0.0.1.
+    const dialers = [messenger('a', { host: '127.0.0.2' }), messenger('b', { host: '0.0.0.0' }), messenger('c', { host: 'localhost' })];
+    try {
+      for (const dialer of dialers) {
+        await dialer.start();
+        // The raw listener answers no request: the dial and handshake are what is looked at.
+        await assertRpcError(dialer.request(address, 'ping', null, { timeoutMs: 200 }), 'TIMEOUT');
+      }
+      assert.deepEqual(remotes, ['127.0.0.2', '127.0.0.1', '127.0.0.1']);
+      assert.deepEqual(dialOptions('::1', { host: '127.0.0.1', port: 1 }), { host: '127.0.0.1', port: 1 }, 'no IPv6 source for an IPv4 peer');
+      assert.deepEqual(dialOptions('127.0.0.2', { host: 'peer.example', port: 1 }), { host: 'peer.example', port: 1, localAddress: '127.0.0.2', family: 4 });
+    } finally {
+      for (const dialer of dialers) await dialer.close();
+      await closeServer(server, sockets);
     }
   });
 

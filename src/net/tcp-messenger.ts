@@ -1,5 +1,5 @@
 import { Buffer } from 'node:buffer';
-import { createServer, connect, type Server, type Socket } from 'node:net';
+import { createServer, connect, isIP, type Server, type Socket, type TcpNetConnectOpts } from 'node:net';
 import { Decoder, Encoder } from '@msgpack/msgpack';
 import { assert } from '../core/assert.js';
 import type { Logger } from '../node/logger.js';
@@ -33,9 +33,10 @@ import {
  *   error      = [2, id: uint, code: str, message: str]   code: REMOTE | NO_HANDLER | FRAME_TOO_LARGE
  *   notify     = [3, type: str, body]                requester -> listener
  *
- * Each node dials one outbound connection per peer address and sends its requests and notifies
- * there; replies come back on that same socket, so no reverse connection is needed. Ids are per
- * outbound connection. A frame over frameBytesMax, undecodable MessagePack, a bad handshake, a
+ * Each node dials one outbound connection per peer address (from its own listen address when
+ * that is one specific IP: dialOptions) and sends its requests and notifies there; replies come
+ * back on that same socket, so no reverse connection is needed. Ids are per outbound
+ * connection. A frame over frameBytesMax, undecodable MessagePack, a bad handshake, a
  * protocol version other than ours or a message of the wrong shape closes that connection with a
  * warn log; the node and its other connections carry on.
  *
@@ -114,6 +115,21 @@ function settingsOf(options: TcpMessengerOptions): Settings {
   assert(Number.isSafeInteger(settings.protocolVersion) && settings.protocolVersion >= 0, 'protocolVersion must be a non-negative integer');
   assert(Number.isSafeInteger(settings.inboundConnectionsMax) && settings.inboundConnectionsMax >= 1, 'inboundConnectionsMax must be >= 1');
   return settings;
+}
+
+/**
+ * Where to dial `to` from. A node listening on one specific IP address also dials from it, so a
+ * peer (and a firewall) sees its traffic come from the address it advertises — on a multi-homed
+ * host the kernel would otherwise pick the source by route. A wildcard (0.0.0.0, ::) or a host
+ * name leaves the choice to the kernel. A peer given by name is looked up in the dialler's address
+ * family only, since a socket bound to an IPv4 address cannot reach an IPv6 one (and back).
+ */
+export function dialOptions(ownHost: string, to: PeerAddress): TcpNetConnectOpts {
+  const family = isIP(ownHost);
+  const unspecified = ownHost === '0.0.0.0' || ownHost === '::';
+  const peerFamily = isIP(to.host);
+  if (family === 0 || unspecified || (peerFamily !== 0 && peerFamily !== family)) return { host: to.host, port: to.port };
+  return peerFamily === 0 ? { host: to.host, port: to.port, localAddress: ownHost, family } : { host: to.host, port: to.port, localAddress: ownHost };
 }
 
 export function createTcpMessenger(options: TcpMessengerOptions): TcpMessenger {
@@ -470,7 +486,7 @@ export class TcpMessenger implements PeerMessenger {
     if (link.connection !== undefined) return link.connection;
     if (this.clock.nowMs() < link.backoffUntilMs) return undefined;
     assert(this.handshakeFrame !== undefined, 'start() must complete before sending');
-    const socket = connect({ host: link.address.host, port: link.address.port });
+    const socket = connect(dialOptions(this.identity.address.host, link.address));
     link.connection = new PeerConnection(socket, link.key, this.codec, this.outboundEvents(link), this.logger, this.settings, this.clock, this.handshakeFrame);
     return link.connection;
   }

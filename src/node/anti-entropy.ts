@@ -37,10 +37,16 @@ import { decodeHistory, objectVersionHash } from './stored-object.js';
  * the same tombstone, and then asks each to remove it (compare-and-delete, so a newer write wins).
  */
 
-/** 16 x 16 x 16 = 4,096 segments, 35 KiB a tree: at 4,000 keys a partition (10^6 keys, Q = 256), one key a segment. */
-export const antiEntropyTreeShape: MerkleTreeOptions = { fanout: 16, depth: 3 };
-/** Partitions whose trees are walked in one round (the rest wait for the next round). */
-const partitionsPerRoundMax = 8;
+/**
+ * 8 x 8 x 8 x 8 = 4,096 segments, 37 KiB a tree: at 4,000 keys a partition (10^6 keys, Q = 256),
+ * about one key a segment; one differing key costs 4 levels x 8 hashes (Tictac's wider, shallower
+ * trees send more hashes per level: docs/merkle-exchange.md).
+ */
+export const antiEntropyTreeShape: MerkleTreeOptions = { fanout: 8, depth: 4 };
+/** Partitions whose trees are walked in one round (the rest: the next round, which starts at once). */
+const partitionsPerRoundMax = 32;
+/** Partition walks of one round running at once. */
+const walksInFlightMax = 4;
 /** Keys listed for one exchange's differing segments, per side; more wait for the next exchange. */
 const listedKeysMax = 4096;
 /** Hashes in one level response: the whole segment level of the tree. */
@@ -124,6 +130,8 @@ export class AntiEntropy {
   private round: Promise<void> | undefined;
   private building: Promise<void> | undefined;
   private peerCursor = 0;
+  /** The last round found differences: the next one starts without waiting for the interval. */
+  private again = false;
   private reapCursor = 0;
   private readonly stopObserving: () => void;
   private counters = { rounds: 0, exchanges: 0, exchangesDiffering: 0, keysFetched: 0, keysPushed: 0, bytesSent: 0, rootBytes: 0, levelBytes: 0, treesRebuilt: 0, reapedTombstones: 0 };
@@ -223,13 +231,19 @@ export class AntiEntropy {
           .finally(() => (this.building = undefined));
       }
     }
-    if (this.options.intervalMs > 0 && this.round === undefined) {
-      this.round = this.exchangeRound()
-        .catch((error: unknown) => {
-          if (!this.stopped) this.options.logger.info({ err: error }, 'anti-entropy round interrupted');
-        })
-        .finally(() => (this.round = undefined));
-    }
+    if (this.options.intervalMs > 0 && this.round === undefined) this.startRound();
+  }
+
+  private startRound(): void {
+    this.again = false;
+    this.round = this.exchangeRound()
+      .catch((error: unknown) => {
+        if (!this.stopped) this.options.logger.info({ err: error }, 'anti-entropy round interrupted');
+      })
+      .finally(() => {
+        this.round = undefined;
+        if (this.again && !this.stopped) this.startRound();
+      });
   }
 
   /** Builds the trees of `partitions` one after another, each from a scan of the store. */
@@ -287,10 +301,19 @@ export class AntiEntropy {
     });
     this.counters.exchanges += peer.partitions.length;
     this.counters.exchangesDiffering += differing.length;
-    for (const partition of differing.slice(0, partitionsPerRoundMax)) {
-      if (this.stopped) return;
-      await this.exchangePartition(peer.nodeId, partition);
-    }
+    const walked = differing.slice(0, partitionsPerRoundMax);
+    const repairedBefore = this.counters.keysFetched + this.counters.keysPushed;
+    const walkers = Array.from({ length: Math.min(walksInFlightMax, walked.length) }, async () => {
+      for (let partition = walked.shift(); partition !== undefined && !this.stopped; partition = walked.shift()) {
+        await this.exchangePartition(peer.nodeId, partition);
+      }
+    });
+    await Promise.all(walkers);
+    // Something was repaired and more may be: the next round starts now (with this peer when it
+    // had more partitions to walk). Differences that repair nothing wait for the interval.
+    const repaired = this.counters.keysFetched + this.counters.keysPushed > repairedBefore;
+    if (repaired && differing.length > partitionsPerRoundMax) this.peerCursor--;
+    this.again = repaired;
   }
 
   /** The next up peer (round-robin) and the partitions both replicate whose trees are built here. */
@@ -351,19 +374,18 @@ export class AntiEntropy {
     const theirs = new Map(reply.entries.map(([engineKey, hash]) => [Buffer.from(engineKey).toString('latin1'), bytesToHashes(hash)[0] as bigint]));
     const toFetch: Buffer[] = [];
     const toPush: Buffer[] = [];
+    const mine = new Set<string>();
     for (const { engineKey, hash } of listed) {
       const name = Buffer.from(engineKey).toString('latin1');
+      mine.add(name);
       const other = theirs.get(name);
-      theirs.delete(name);
-      if (other === hash) continue;
-      if (this.bothPrimaries(engineKey, peer)) {
-        toPush.push(Buffer.from(engineKey));
-        if (other !== undefined) toFetch.push(Buffer.from(engineKey));
-      }
+      if (other === hash || !this.bothPrimaries(engineKey, peer)) continue;
+      toPush.push(Buffer.from(engineKey));
+      if (other !== undefined) toFetch.push(Buffer.from(engineKey));
     }
     for (const name of theirs.keys()) {
       const engineKey = Buffer.from(name, 'latin1');
-      if (this.bothPrimaries(engineKey, peer)) toFetch.push(engineKey);
+      if (!mine.has(name) && this.bothPrimaries(engineKey, peer)) toFetch.push(engineKey);
     }
     if (toFetch.length + toPush.length > 0) mark('aae.exchange-repaired');
     let sentBytes = 0;
@@ -379,6 +401,8 @@ export class AntiEntropy {
         const read = await this.options.local.readEngineKey(engineKey);
         const parsed = parseStorageKey(engineKey);
         if (!read.ok || read.value === undefined || parsed === undefined) continue;
+        // What the fetch merged here may be just what the peer holds (its version was newer).
+        if (objectVersionHash(read.value) === theirs.get(engineKey.toString('latin1'))) continue;
         batch.push({ namespace: parsed.namespace, key: parsed.key, object: read.value });
         batchBytes += engineKey.length + read.value.length;
       }

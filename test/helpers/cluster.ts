@@ -42,12 +42,18 @@ export async function eventually<T>(what: string, timeoutMs: number, probe: () =
   }
 }
 
+export interface ClusterOptions {
+  /** The `--host` of node-(index + 1), e.g. a loopback address of its own; default 127.0.0.1. */
+  readonly hostOf?: (index: number) => string;
+}
+
 /** Starts `count` nodes, the first founding the cluster, the others joining it; waits until all see all. */
-export async function startCluster(count: number, extraArgs: readonly string[] = []): Promise<RunningNode[]> {
-  const first = await startNode({ args: ['--node-id', 'node-1', ...clusterArgs, ...extraArgs] });
+export async function startCluster(count: number, extraArgs: readonly string[] = [], options: ClusterOptions = {}): Promise<RunningNode[]> {
+  const hostOf = (index: number): { host?: string } => (options.hostOf === undefined ? {} : { host: options.hostOf(index) });
+  const first = await startNode({ ...hostOf(0), args: ['--node-id', 'node-1', ...clusterArgs, ...extraArgs] });
   const started = await Promise.allSettled(
     Array.from({ length: count - 1 }, (_, index) =>
-      startNode({ args: ['--node-id', `node-${index + 2}`, '--join', `127.0.0.1:${first.peerPort}`, ...clusterArgs, ...extraArgs] }),
+      startNode({ ...hostOf(index + 1), args: ['--node-id', `node-${index + 2}`, '--join', `${first.host}:${first.peerPort}`, ...clusterArgs, ...extraArgs] }),
     ),
   );
   const nodes = [first, ...started.flatMap((outcome) => (outcome.status === 'fulfilled' ? [outcome.value] : []))];

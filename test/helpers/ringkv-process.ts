@@ -7,11 +7,15 @@ import { join } from 'node:path';
 /** The `ringkv` command run from source (tsx), as `npm start` runs the built one. */
 export const cliEntry = join(import.meta.dirname, '../../src/cli/main.ts');
 
-export async function freePort(): Promise<number> {
+/**
+ * A port free now on `host`. Probe on 0.0.0.0 for a node on its own loopback IP (127.0.0.11):
+ * a port is free on every address then, whichever of 127.0.0.0/8 other sockets use.
+ */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
+    server.listen(0, host, () => {
       const address = server.address();
       server.close(() => resolve(typeof address === 'object' && address !== null ? address.port : 0));
     });
@@ -50,9 +54,17 @@ export function runCli(args: readonly string[], options: { env?: Record<string, 
   });
 }
 
+export interface NodePorts {
+  readonly httpPort: number;
+  readonly respPort: number;
+  readonly peerPort: number;
+}
+
 export interface RunningNode {
   readonly child: ChildProcess;
   readonly dataDir: string;
+  /** The address every listener binds to (`--host`); 127.0.0.1 unless the test chose one. */
+  readonly host: string;
   readonly httpPort: number;
   readonly respPort: number;
   readonly peerPort: number;
@@ -63,7 +75,15 @@ export interface RunningNode {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-type StartOptions = { dataDir?: string; args?: readonly string[]; env?: Record<string, string> };
+type StartOptions = {
+  dataDir?: string;
+  args?: readonly string[];
+  env?: Record<string, string>;
+  /** `--host`: e.g. a loopback address of its own, so that a firewall rule can tell the node's traffic apart. */
+  host?: string;
+  /** Listen on these ports (a restart on the ports it had) instead of freshly probed ones. */
+  ports?: NodePorts;
+};
 
 /** Attempts to start on freshly probed ports: another socket may take a probed port first. */
 const portAttemptsMax = 3;
@@ -78,19 +98,20 @@ export async function startNode(options: StartOptions = {}): Promise<RunningNode
     try {
       return await startNodeOnce(options);
     } catch (error) {
-      if (attempt >= portAttemptsMax || !/EADDRINUSE/.test(String(error))) throw error;
+      if (options.ports !== undefined || attempt >= portAttemptsMax || !/EADDRINUSE/.test(String(error))) throw error;
     }
   }
 }
 
 async function startNodeOnce(options: StartOptions): Promise<RunningNode> {
   const dataDir = options.dataDir ?? temporaryDirectory();
-  const httpPort = await freePort();
-  const respPort = await freePort();
-  const peerPort = await freePort();
+  const host = options.host ?? '127.0.0.1';
+  const probeHost = host === '127.0.0.1' ? host : '0.0.0.0';
+  const { httpPort, respPort, peerPort } = options.ports ?? { httpPort: await freePort(probeHost), respPort: await freePort(probeHost), peerPort: await freePort(probeHost) };
+  const hostArgs = options.host === undefined ? [] : ['--host', options.host];
   const child = spawn(process.execPath, [
     '--import', 'tsx', cliEntry, 'start', '--data-dir', dataDir, '--http-port', String(httpPort),
-    '--resp-port', String(respPort), '--peer-port', String(peerPort), '--log-format', 'json', ...(options.args ?? []),
+    '--resp-port', String(respPort), '--peer-port', String(peerPort), '--log-format', 'json', ...hostArgs, ...(options.args ?? []),
   ], { env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: Record<string, unknown>[] = [];
   let stderr = '';
@@ -118,10 +139,11 @@ async function startNodeOnce(options: StartOptions): Promise<RunningNode> {
   return {
     child,
     dataDir,
+    host,
     httpPort,
     respPort,
     peerPort,
-    baseUrl: `http://127.0.0.1:${httpPort}`,
+    baseUrl: `http://${host}:${httpPort}`,
     logs,
     stop: (signal = 'SIGTERM') => {
       child.kill(signal);
