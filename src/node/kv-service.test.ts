@@ -11,8 +11,8 @@ import type { Engine } from '../storage/engine.js';
 import { SystemClock } from '../world/clock.js';
 import { DelayedEngine } from '../../test/helpers/resp-fixture.js';
 import { KvService, type WriteOutcome } from './kv-service.js';
-import { parseStorageKey } from './storage-key.js';
-import { decodeObject } from './stored-object.js';
+import { parseStorageKey, storageKey } from './storage-key.js';
+import { decodeObject, objectVersionHash } from './stored-object.js';
 import type { Result } from '../core/errors.js';
 
 const limits = { keyBytesMax: 64, valueBytesMax: 256, siblingsMax: 3 };
@@ -297,5 +297,26 @@ describe('kv: dots after dropping objects (KV679)', () => {
     const other = Buffer.from('elsewhere');
     written(await kv.put('ns', other, Buffer.from('3')));
     assert.equal(renewals.length, 1, 'one renewal, and only for the dropped partition');
+  });
+
+  it('kv: a key whose tombstone was reaped starts its next history past the counters the reaped tombstone held, and the actor is not kept clean', async () => {
+    const kv = service();
+    const dotOf = (encoded: Uint8Array | undefined): string => decodeObject(encoded!).entries.map((entry) => `${entry.actor}:${entry.counter}`).join(',');
+    written(await kv.put('ns', key, Buffer.from('1')));
+    written(await kv.put('ns', key, Buffer.from('2'), { context: 'current' }));
+    const deleted = written(await kv.delete('ns', key, { context: 'current' }));
+    assert.equal(dotOf(deleted.encoded), 'node-a:3');
+    const engineKey = storageKey('ns', key);
+    const mismatched = await kv.reapTombstone(engineKey, objectVersionHash(deleted.encoded!) ^ 1n);
+    assert.ok(mismatched.ok && !mismatched.value, 'another version is not reaped');
+    const reaped = await kv.reapTombstone(engineKey, objectVersionHash(deleted.encoded!));
+    assert.ok(reaped.ok && reaped.value, 'the tombstone was reaped');
+    const gone = await kv.get('ns', key);
+    assert.ok(gone.ok && gone.value === undefined);
+    assert.equal(kv.droppedUnderActor, true, 'an actor that reaped is not kept across a restart');
+    const blind = written(await kv.put('ns', key, Buffer.from('3')));
+    assert.equal(dotOf(blind.encoded), 'node-a:4', 'not node-a:1, a dot contexts of the old history cover');
+    const other = written(await kv.put('ns', Buffer.from('elsewhere'), Buffer.from('4')));
+    assert.equal(dotOf(other.encoded), 'node-a:1', 'a key of another token prefix starts at 1');
   });
 });

@@ -149,6 +149,17 @@ export class KvService implements KeyValueStore {
    */
   private readonly dropped = new Uint8Array(1 << 16);
   private droppedCount = 0;
+  /**
+   * Per token prefix, the highest counter the current actor had in a tombstone reaped there
+   * (0: none). A reaped key is absent, so a write to it would start its history at counter 1 and
+   * give dots the actor gave before — dots that contexts clients still hold may cover, which
+   * would let a stale context supersede a write it never saw (found by the simulator). A write
+   * to an absent key starts past this floor instead; a history that seems to cover dots the key
+   * never had is harmless. In memory only: an actor that reaped is not kept across a restart
+   * (`droppedUnderActor`), and a new actor never gave a dot to any key.
+   */
+  private readonly reapedCounters = new Float64Array(1 << 16);
+  private reapedUnderActor = false;
   private renewActor: (() => Promise<string>) | undefined;
   private renewing: Promise<void> | undefined;
 
@@ -181,7 +192,7 @@ export class KvService implements KeyValueStore {
 
   /** Whether objects were dropped under the current actor (its epoch must not be kept as clean). */
   get droppedUnderActor(): boolean {
-    return this.droppedCount > 0;
+    return this.droppedCount > 0 || this.reapedUnderActor;
   }
 
   private markDropped(first: number, end: number): void {
@@ -192,6 +203,8 @@ export class KvService implements KeyValueStore {
   }
 
   private clearDropped(): void {
+    if (this.reapedUnderActor) this.reapedCounters.fill(0);
+    this.reapedUnderActor = false;
     if (this.droppedCount === 0) return;
     this.dropped.fill(0);
     this.droppedCount = 0;
@@ -471,7 +484,15 @@ export class KvService implements KeyValueStore {
     if (this.attached === undefined) return failure(ErrorCode.unavailable, 'the storage engine is not running');
     return this.serialized(engineKey, () =>
       then(this.engine.get(engineKey), (current): Result<boolean> | Issued<Result<boolean>> => {
-        if (current === undefined || objectVersionHash(current) !== versionHash || decodeHistory(current).present) return success(false);
+        if (current === undefined || objectVersionHash(current) !== versionHash) return success(false);
+        const { history, present } = decodeHistory(current);
+        if (present) return success(false);
+        const own = history.entries.find((entry) => entry.actor === this.actor);
+        if (own !== undefined) {
+          const prefix = engineKeyTokenPrefix(engineKey);
+          this.reapedCounters[prefix] = Math.max(this.reapedCounters[prefix] as number, own.counter);
+          this.reapedUnderActor = true;
+        }
         this.changed(engineKey, current, undefined);
         mark('aae.tombstone-reaped');
         return issued(this.engine.delete(engineKey), success(true));
@@ -536,6 +557,10 @@ export class KvService implements KeyValueStore {
       // for a cluster (recordTombstone): another replica may hold what its context covers.
       (sibling.value === null && !present && options.recordTombstone !== true);
     if (skip) return success(new Outcome(false, present, stored, storedBytes));
+    if (storedBytes === undefined) {
+      const reapedCounter = this.reapedCounters[engineKeyTokenPrefix(engineKey)] as number;
+      if (reapedCounter > 0) stored = { entries: [{ actor: this.actor, counter: reapedCounter, values: [] }], anonymous: [] };
+    }
     const next =
       context === 'current'
         ? overwrite(stored, this.actor, sibling)

@@ -15,7 +15,7 @@ export interface FinalKey {
 }
 
 export interface Violation {
-  readonly checker: 'lost-write' | 'resurrection' | 'phantom-value' | 'convergence' | 'last-write-wins' | 'handoff' | 'assertion';
+  readonly checker: 'lost-write' | 'resurrection' | 'phantom-value' | 'convergence' | 'last-write-wins' | 'handoff' | 'anti-entropy' | 'assertion';
   readonly message: string;
 }
 

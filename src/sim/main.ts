@@ -26,6 +26,7 @@ const program = new Command('ringkv-sim')
   .option('--keys <n>', 'hot keys per namespace (400 cold keys besides)', integer, defaultSimulationOptions.keys)
   .option('--no-faults', 'no faults: a clean run')
   .option('--faulty-max <n>', 'nodes that may be down or cut off at once', integer, defaultSimulationOptions.faultyMax)
+  .option('--no-anti-entropy', 'nodes run without active anti-entropy (read repair and handoff alone heal)')
   .addOption(new Option('--bug <name...>', 'turn on a deliberate bug (to see a checker catch it)').choices([...bugNames]))
   .option('--history', 'print the history of a single seed (one JSON operation per line)')
   .option('--trace-lines <n>', 'trace lines printed for a failing seed', integer, 60);
@@ -39,6 +40,7 @@ function replayCommand(options: SimulationOptions): string {
   if (options.keys !== defaults.keys) flags.push(`--keys ${options.keys}`);
   if (!options.faults) flags.push('--no-faults');
   if (options.faultyMax !== defaults.faultyMax) flags.push(`--faulty-max ${options.faultyMax}`);
+  if (!options.antiEntropy) flags.push('--no-anti-entropy');
   if (options.bugs.length > 0) flags.push(`--bug ${options.bugs.join(' ')}`);
   return `npm run sim -- ${flags.join(' ')}`;
 }
@@ -67,7 +69,7 @@ async function main(): Promise<number> {
   program.parse();
   const flags = program.opts<{
     seed?: number; seeds?: number; firstSeed?: number; budgetS?: number; nodes: number; loadS: number; clients: number; keys: number;
-    faults: boolean; faultyMax: number; bug?: BugName[]; history?: boolean; traceLines: number;
+    faults: boolean; faultyMax: number; antiEntropy: boolean; bug?: BugName[]; history?: boolean; traceLines: number;
   }>();
   const base: Omit<SimulationOptions, 'seed'> = {
     ...defaultSimulationOptions,
@@ -77,6 +79,7 @@ async function main(): Promise<number> {
     keys: flags.keys,
     faults: flags.faults,
     faultyMax: flags.faultyMax,
+    antiEntropy: flags.antiEntropy,
     bugs: flags.bug ?? [],
   };
   if (flags.seed !== undefined) {

@@ -4,6 +4,7 @@ import { SeededRandom } from '../core/random.js';
 import { assertionFailuresSeen, markCounts, resetAssertionFailures, resetMarks, setSimulationBugs, type BugName, type MarkName } from '../core/simulation-hooks.js';
 import { check, type Violation } from './checkers.js';
 import { FaultInjector } from './fault-injector.js';
+import { treesConverge } from './anti-entropy-check.js';
 import { corruptionIsDetected, finalState, handoffCompletes } from './final-state.js';
 import { Scheduler } from './scheduler.js';
 import { SimCluster } from './sim-cluster.js';
@@ -21,6 +22,8 @@ export interface SimulationOptions {
   readonly faults: boolean;
   /** Nodes that may be down or cut off at once (besides a whole-cluster power loss). */
   readonly faultyMax: number;
+  /** Nodes run active anti-entropy (false: read repair and handoff alone heal replicas). */
+  readonly antiEntropy: boolean;
   readonly clockSkewMsMax: number;
   /** Values carry up to this many bytes of padding, so memtables flush and tables compact. */
   readonly valuePaddingMax: number;
@@ -34,6 +37,7 @@ export const defaultSimulationOptions: Omit<SimulationOptions, 'seed'> = {
   keys: 12,
   faults: true,
   faultyMax: 1,
+  antiEntropy: true,
   clockSkewMsMax: 300,
   valuePaddingMax: 800,
   bugs: [],
@@ -107,7 +111,7 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
   const scheduler = new Scheduler();
   const random = new SeededRandom(options.seed);
   const trace = new Trace(scheduler);
-  const cluster = new SimCluster({ nodes: options.nodes, scheduler, random: new SeededRandom(random.nextUint32()), trace, clockSkewMsMax: options.clockSkewMsMax });
+  const cluster = new SimCluster({ nodes: options.nodes, scheduler, random: new SeededRandom(random.nextUint32()), trace, clockSkewMsMax: options.clockSkewMsMax, ...(options.antiEntropy ? {} : { configFlags: { antiEntropyIntervalMs: 0 } }) });
   const run: Run = {
     options, scheduler, random, trace, cluster, violations: [], faultCounts: {}, phases: [],
     phaseStart: { name: 'form', simulatedMs: 0, wallMs: performance.now() },
@@ -170,6 +174,7 @@ async function simulate(run: Run): Promise<void> {
   if (violations.length === 0) {
     const finals = await finalState(cluster, workload.history);
     violations.push(...check(workload.history, finals));
+    if (violations.length === 0 && run.options.antiEntropy) violations.push(...(await treesConverge(cluster, trace)));
     if (violations.length === 0) violations.push(...(await corruptionIsDetected(cluster, finals, new SeededRandom(random.nextUint32()), trace)));
   }
   phase(run, 'end');
