@@ -132,6 +132,9 @@ const contentTypeLengthMax = 256;
  * read-modify-write is serialized: when the engine answers synchronously the whole update runs
  * without yielding; when it does not, later operations on that key wait for it.
  */
+/** Keys of a dropped partition deleted at once (dropHandedOff). */
+const dropChunkKeys = 256;
+
 export class KvService implements KeyValueStore {
   private readonly inFlight = new Map<string, Promise<unknown>>();
   /** Namespaces already checked against the pattern; bounded, as clients choose the names. */
@@ -465,12 +468,20 @@ export class KvService implements KeyValueStore {
     const keys: Buffer[] = [];
     for await (const entry of this.engine.scan(partitionRange(partition, partitionCount))) keys.push(Buffer.from(entry.key));
     let deleted = 0;
-    for (const engineKey of keys) {
-      const result = await this.serialized(engineKey, () =>
-        then(this.hasHintMarker(hintTargets, engineKey), (hinted): Result<boolean> | Issued<Result<boolean>> => (hinted ? success(false) : issued(this.engine.delete(engineKey), success(true)))),
+    // Deletes of one chunk are issued together, so they share the commit log's syncs (one at a
+    // time, a partition of a few thousand keys took as many fsyncs in a row).
+    for (let start = 0; start < keys.length; start += dropChunkKeys) {
+      const results = await Promise.all(
+        keys.slice(start, start + dropChunkKeys).map((engineKey) =>
+          this.serialized(engineKey, () =>
+            then(this.hasHintMarker(hintTargets, engineKey), (hinted): Result<boolean> | Issued<Result<boolean>> => (hinted ? success(false) : issued(this.engine.delete(engineKey), success(true)))),
+          ),
+        ),
       );
-      if (!result.ok) return result;
-      if (result.value) deleted++;
+      for (const result of results) {
+        if (!result.ok) return result;
+        if (result.value) deleted++;
+      }
     }
     return success(deleted);
   }
