@@ -12,7 +12,7 @@
 // hashes); "root comparisons" is the fixed cost every round pays (4 + 8 bytes per shared
 // partition), counted over the whole convergence time, whatever d is.
 import { parseArgs } from 'node:util';
-import type { AntiEntropyReport } from '../src/node/anti-entropy.js';
+import { antiEntropyTreeShape, type AntiEntropyReport } from '../src/node/anti-entropy.js';
 import type { RingkvNode } from '../src/node/ringkv-node.js';
 import { withInProcessCluster } from '../test/helpers/in-process-cluster.js';
 
@@ -114,7 +114,7 @@ await withInProcessCluster({ engine: 'memory', antiEntropyIntervalMs: intervalMs
     console.log(rows.at(-1));
   }
 });
-console.log(`\nn = ${keyCount.toLocaleString('en')} keys, 3 replicas, 16 x 16 x 16 trees per partition (npx tsx bench/anti-entropy.ts --keys ${keyCount} --differing ${args.differing} --interval-ms ${intervalMs})\n`);
+console.log(`\nn = ${keyCount.toLocaleString('en')} keys, 3 replicas, ${Array.from({ length: antiEntropyTreeShape.depth }, () => antiEntropyTreeShape.fanout).join(' x ')} trees per partition (npx tsx bench/anti-entropy.ts --keys ${keyCount} --differing ${args.differing} --interval-ms ${intervalMs})\n`);
 console.log('| d differing | converged in | rounds | partitions differing | objects repaired | level walk | level walk per key | root comparisons | tree data per key | all bytes sent |');
 console.log('|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
 for (const row of rows) console.log(row);

@@ -78,7 +78,7 @@ export const statusResponseSchema = z.object({
   members: z.array(memberSchema),
   antiEntropy: z.object({
     trees: z.number(), treesBuilt: z.number(), rounds: z.number(), exchangesDiffering: z.number(), keysRepaired: z.number(),
-    bytesSent: z.number(), reapedTombstones: z.number(), treesRebuilt: z.number(),
+    bytesSent: z.number(), reapedTombstones: z.number(), treesRebuilt: z.number(), awaitingTransfer: z.number().optional(),
   }).nullable().optional(),
 });
 export const ringResponseSchema = z.object({

@@ -109,6 +109,7 @@ describe('cli: admin formatting (pure)', () => {
     assert.ok(!formatStatus(status).includes('anti-entropy'), 'no anti-entropy line when the node reports none');
     const antiEntropy = { trees: 10, treesBuilt: 9, rounds: 120, exchangesDiffering: 3, keysRepaired: 41, bytesSent: 3 * 1024 * 1024, reapedTombstones: 2, treesRebuilt: 0 };
     assert.match(formatStatus({ ...status, antiEntropy }), /\nanti-entropy: 9 of 10 trees built; 120 rounds, 3 partitions found differing, 41 objects repaired, 3\.0 MiB sent, 2 tombstones reaped\n$/);
+    assert.match(formatStatus({ ...status, antiEntropy: { ...antiEntropy, awaitingTransfer: 4 } }), /\nanti-entropy: 9 of 10 trees built \(4 left to their transfer\); 120 rounds/);
   });
 
   test('formatRing: per owner, count, share and compressed ranges; wraps long lists', () => {

@@ -107,7 +107,8 @@ export function formatStatus(status: StatusResponse): string {
 /** The anti-entropy line of `ringkv status`: the answering node's trees and what its exchanges repaired. */
 export function formatAntiEntropy(report: NonNullable<StatusResponse['antiEntropy']>): string {
   const rebuilt = report.treesRebuilt > 0 ? `, ${report.treesRebuilt} trees rebuilt` : '';
-  return `anti-entropy: ${report.treesBuilt} of ${report.trees} trees built; ${report.rounds} rounds, ${report.exchangesDiffering} partitions found differing, ` +
+  const awaiting = (report.awaitingTransfer ?? 0) > 0 ? ` (${report.awaitingTransfer} left to their transfer)` : '';
+  return `anti-entropy: ${report.treesBuilt} of ${report.trees} trees built${awaiting}; ${report.rounds} rounds, ${report.exchangesDiffering} partitions found differing, ` +
     `${report.keysRepaired} objects repaired, ${formatBytes(report.bytesSent)} sent, ${report.reapedTombstones} tombstones reaped${rebuilt}`;
 }
 

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { claim } from './claim.js';
 import { singleNodeRing, type Ring } from './ring-state.js';
-import { planPartition, planTransfers, replicaSet } from './transfer-plan.js';
+import { planPartition, planTransfers, replanTransfer, replicaSet, type TransferUnderWay } from './transfer-plan.js';
 
 const nodes = ['a', 'b', 'c', 'd', 'e', 'f'];
 
@@ -63,5 +63,46 @@ describe('transfer plan', () => {
     const toOthers = sent.filter((entry) => entry.target !== 'e');
     assert.deepEqual(sent.filter((entry) => entry.target === 'e').map((entry) => entry.partition).sort((x, y) => x - y), gainedByE);
     assert.ok(toOthers.length <= 0.1 * sent.length, `${toOthers.length} of ${sent.length} copies go to nodes other than the new one`);
+  });
+
+  it('transfer plan: a second ring change while transfers are under way leaves no replica owed part of a partition (property)', () => {
+    const ringTriple = fc.tuple(ringPair, fc.array(fc.constantFrom(...nodes), { minLength: 16, maxLength: 16 })).map(([pair, third]) => ({ ...pair, next: ringOf(third, 3) }));
+    fc.assert(
+      fc.property(ringTriple, ({ previous, current, next, n }) => {
+        for (let partition = 0; partition < 16; partition++) {
+          const replicasNext = replicaSet(next, partition, n);
+          // Every node's transfer of the first change, none finished; then the second change.
+          const first = new Map(nodes.map((nodeId) => [nodeId, planTransfers(previous, current, nodeId, n).find((entry) => entry.partition === partition)]));
+          const after = new Map<string, { targets: readonly string[]; drop: boolean }>();
+          for (const nodeId of nodes) {
+            const planned = first.get(nodeId);
+            const underWay: TransferUnderWay | undefined = planned === undefined ? undefined : { targets: planned.targets, drop: planned.drop, sending: true, done: false };
+            const second = planTransfers(current, next, nodeId, n).find((entry) => entry.partition === partition);
+            const replan = replanTransfer(underWay, second, replicasNext, nodeId);
+            if (replan.kind === 'keep') after.set(nodeId, underWay!);
+            else if (replan.kind === 'retarget' || replan.kind === 'restart') after.set(nodeId, replan);
+            else if (replan.kind === 'finish') assert.ok(underWay !== undefined, 'finish only ends a transfer that exists');
+          }
+          const fed = new Set([...after.values()].flatMap((transfer) => transfer.targets));
+          for (const transfer of after.values()) for (const target of transfer.targets) assert.ok(replicasNext.includes(target), `target ${target} is a replica after the second change`);
+          for (const [nodeId, planned] of first) {
+            for (const target of planned?.targets ?? []) {
+              if (replicasNext.includes(target) && target !== nodeId) assert.ok(fed.has(target), `${target}, owed partition ${partition} by ${nodeId} and still a replica, is still fed`);
+            }
+          }
+          const newcomers = replicasNext.filter((nodeId) => !replicaSet(current, partition, n).includes(nodeId));
+          for (const nodeId of newcomers) assert.ok(fed.has(nodeId), `new replica ${nodeId} of partition ${partition} is fed`);
+        }
+      }),
+    );
+  });
+
+  it('transfer plan: a transfer to a new replica survives a later join that keeps it a replica (the case that left anti-entropy waiting)', () => {
+    const underWay: TransferUnderWay = { targets: ['d'], drop: false, sending: true, done: false };
+    assert.deepEqual(replanTransfer(underWay, undefined, ['a', 'd', 'e'], 'a'), { kind: 'keep' });
+    assert.deepEqual(replanTransfer(underWay, undefined, ['a', 'b', 'e'], 'a'), { kind: 'finish' });
+    assert.deepEqual(replanTransfer({ ...underWay, sending: false, done: true }, undefined, ['a', 'd', 'e'], 'a'), { kind: 'finish' });
+    assert.deepEqual(replanTransfer(underWay, { partition: 0, targets: ['e'], drop: true }, ['d', 'e', 'f'], 'a'), { kind: 'restart', targets: ['e', 'd'], drop: true });
+    assert.deepEqual(replanTransfer({ targets: ['d', 'e'], drop: true, sending: true, done: false }, undefined, ['b', 'd', 'f'], 'a'), { kind: 'retarget', targets: ['d'], drop: true });
   });
 });

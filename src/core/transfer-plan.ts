@@ -65,3 +65,54 @@ function sourceOf(index: number, lost: readonly string[], staying: readonly stri
   if (index < lost.length) return lost[index];
   return staying[0] ?? lost[index % Math.max(1, lost.length)];
 }
+
+/** A transfer this node has for a partition when the ring changes again. */
+export interface TransferUnderWay {
+  readonly targets: readonly string[];
+  readonly drop: boolean;
+  /** Some batches are not acknowledged by every target yet (state pending or sending). */
+  readonly sending: boolean;
+  /** Everything sent and, for a drop, dropped. */
+  readonly done: boolean;
+}
+
+/**
+ * What becomes of a partition's transfer on this node when the ring changes again while it may
+ * still be under way:
+ * - `none`: no transfer (none planned, none left);
+ * - `keep`: the transfer goes on unchanged;
+ * - `retarget`: it goes on from its cursor with these targets and drop flag (every target
+ *   removed is no replica any more; every one kept has had every batch so far);
+ * - `restart`: a new transfer from the start (a target was added, which has had nothing yet);
+ * - `finish`: this node is a replica again and owes nobody anything: the transfer ends, its copy stays.
+ * A target still owed batches that remains a replica keeps getting them: a second change must not
+ * leave a new replica with part of the partition (its anti-entropy waits for the transfer).
+ */
+export type Replan =
+  | { readonly kind: 'none' }
+  | { readonly kind: 'keep' }
+  | { readonly kind: 'finish' }
+  | { readonly kind: 'retarget'; readonly targets: readonly string[]; readonly drop: boolean }
+  | { readonly kind: 'restart'; readonly targets: readonly string[]; readonly drop: boolean };
+
+export function replanTransfer(existing: TransferUnderWay | undefined, planned: PlannedTransfer | undefined, replicas: readonly string[], self: string): Replan {
+  const owed = existing === undefined || !existing.sending ? [] : existing.targets.filter((target) => target !== self && replicas.includes(target));
+  if (planned !== undefined) {
+    const targets = [...planned.targets, ...owed.filter((target) => !planned.targets.includes(target))];
+    if (existing !== undefined && !existing.done && existing.drop === planned.drop && sameMembers(existing.targets, targets)) return { kind: 'keep' };
+    return { kind: 'restart', targets, drop: planned.drop };
+  }
+  if (existing === undefined) return { kind: 'none' };
+  if (replicas.includes(self)) {
+    if (owed.length === 0) return { kind: 'finish' };
+    return !existing.drop && sameMembers(owed, existing.targets) ? { kind: 'keep' } : { kind: 'retarget', targets: owed, drop: false };
+  }
+  // Still handing the partition off: keep the targets that are replicas now, else the first.
+  const targets = existing.targets.filter((target) => replicas.includes(target));
+  if (targets.length === 0) return { kind: existing.done ? 'retarget' : 'restart', targets: [replicas[0] as string], drop: true };
+  return sameMembers(targets, existing.targets) ? { kind: 'keep' } : { kind: 'retarget', targets, drop: true };
+}
+
+function sameMembers(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((entry) => b.includes(entry));
+}

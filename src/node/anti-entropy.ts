@@ -6,6 +6,7 @@ import {
 import { mark } from '../core/simulation-hooks.js';
 import { partitionTokenPrefixes, prefixPartition } from '../core/token.js';
 import { replicaSet } from '../core/transfer-plan.js';
+import type { Ring } from '../core/ring-state.js';
 import type { MessageBody } from '../net/peer-messenger.js';
 import { sleep, type TimerHandle } from '../world/clock.js';
 import type { NodeContext } from './coordinator.js';
@@ -57,6 +58,11 @@ const scanSliceEntries = 512;
 const reapBatchMax = 256;
 /** A reap pass every this many rounds. */
 const reapEveryRounds = 5;
+/**
+ * How long a partition this node gained on a ring change waits for its transfer before
+ * anti-entropy takes it up anyway (the sender may have lost its disk, or left for good).
+ */
+const awaitTransferMsMax = 60 * 60_000;
 
 export const antiEntropyMessages = {
   roots: 'aae.roots',
@@ -86,6 +92,8 @@ export interface AntiEntropyReport {
   readonly treeShape: MerkleTreeOptions;
   /** Partitions this node replicates: the root of each tree (16 hex digits), when built. */
   readonly trees: readonly { readonly partition: number; readonly root: string | null; readonly built: boolean }[];
+  /** Partitions gained on the last ring change whose transfer is not complete: not exchanged yet. */
+  readonly awaitingTransfer: number;
   /** Since this node started: */
   readonly rounds: number;
   readonly exchanges: number;
@@ -136,6 +144,12 @@ export class AntiEntropy {
   private readonly stopObserving: () => void;
   private counters = { rounds: 0, exchanges: 0, exchangesDiffering: 0, keysFetched: 0, keysPushed: 0, bytesSent: 0, rootBytes: 0, levelBytes: 0, treesRebuilt: 0, reapedTombstones: 0 };
   private lastRoundAtMs: number | null = null;
+  /**
+   * Partitions this node gained on the last ring change whose transfer has not completed: the
+   * transfer brings their data, so exchanges leave them alone until then (else anti-entropy would
+   * fetch the same objects the transfer sends, doubling what a join moves). Value: expiry time.
+   */
+  private readonly awaitingTransfer = new Map<number, number>();
 
   constructor(private readonly options: AntiEntropyOptions) {
     assert(options.intervalMs >= 0 && options.bytesPerSecond > 0, 'anti-entropy: interval >= 0 and a positive rate');
@@ -162,6 +176,39 @@ export class AntiEntropy {
     await this.building;
   }
 
+  /** The ring changed: partitions this node is a replica of now and was not before wait for their transfer. */
+  ringChanged(previous: Ring, current: Ring): void {
+    const n = this.options.replicaCount();
+    const self = this.options.self;
+    const untilMs = this.options.clock.nowMs() + awaitTransferMsMax;
+    for (let partition = 0; partition < current.partitionCount; partition++) {
+      const now = replicaSet(current, partition, n).includes(self);
+      if (!now) this.awaitingTransfer.delete(partition);
+      else if (previous.partitionCount === current.partitionCount && !replicaSet(previous, partition, n).includes(self)) this.awaitingTransfer.set(partition, untilMs);
+    }
+  }
+
+  /**
+   * A sender has sent this node everything of `partition` (transferMessages.complete). False
+   * when this node's ring does not make it a replica of the partition yet (the sender saw the
+   * change first): the sender says so again later, else the gain, when it arrives, would wait.
+   */
+  transferReceived(partition: number): boolean {
+    const ring = this.options.membership.ring;
+    if (!Number.isInteger(partition) || partition < 0 || partition >= ring.partitionCount) return false;
+    if (!replicaSet(ring, partition, this.options.replicaCount()).includes(this.options.self)) return false;
+    this.awaitingTransfer.delete(partition);
+    return true;
+  }
+
+  private awaiting(partition: number): boolean {
+    const untilMs = this.awaitingTransfer.get(partition);
+    if (untilMs === undefined) return false;
+    if (this.options.clock.nowMs() < untilMs) return true;
+    this.awaitingTransfer.delete(partition);
+    return false;
+  }
+
   report(): AntiEntropyReport {
     const trees = this.replicated().map((partition) => {
       const entry = this.trees.get(partition);
@@ -169,7 +216,8 @@ export class AntiEntropy {
       return { partition, built, root: built ? hex(rootHash(entry.tree)) : null };
     });
     const { keysFetched, keysPushed } = this.counters;
-    return { nodeId: this.options.self, treeShape: antiEntropyTreeShape, trees, ...this.counters, keysRepaired: keysFetched + keysPushed, lastRoundAtMs: this.lastRoundAtMs };
+    const awaitingTransfer = [...this.awaitingTransfer.keys()].filter((partition) => this.awaiting(partition)).length;
+    return { nodeId: this.options.self, treeShape: antiEntropyTreeShape, trees, awaitingTransfer, ...this.counters, keysRepaired: keysFetched + keysPushed, lastRoundAtMs: this.lastRoundAtMs };
   }
 
   /** The partitions this node is a replica of on its ring (the widest N). */
@@ -328,7 +376,7 @@ export class AntiEntropy {
       const nodeId = peers[this.peerCursor++ % peers.length] as string;
       const partitions: number[] = [];
       for (const [partition, entry] of this.trees) {
-        if (entry.built && replicaSet(ring, partition, n).includes(nodeId)) partitions.push(partition);
+        if (entry.built && !this.awaiting(partition) && replicaSet(ring, partition, n).includes(nodeId)) partitions.push(partition);
       }
       if (partitions.length > 0) return { nodeId, partitions: partitions.sort((a, b) => a - b) };
     }
@@ -475,7 +523,7 @@ export class AntiEntropy {
       const roots = new BigUint64Array(partitions.length);
       const built = partitions.map((partition, index) => {
         const entry = this.trees.get(partition);
-        if (entry?.built !== true) return false;
+        if (entry?.built !== true || this.awaiting(partition)) return false;
         roots[index] = rootHash(entry.tree);
         return true;
       });

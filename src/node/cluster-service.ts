@@ -10,7 +10,7 @@ import { ClusterMembership } from './cluster-membership.js';
 import type { Config } from './config.js';
 import { Coordinator, type NodeContext } from './coordinator.js';
 import { handoffMessages, HintedHandoff, receiveHandedOffObjects, type HandoffReport } from './hinted-handoff.js';
-import { TransferService, type TransferReport } from './transfers.js';
+import { TransferService, transferMessages, type TransferReport } from './transfers.js';
 import { AntiEntropy } from './anti-entropy.js';
 import type { MetricsSource } from './metrics.js';
 import { NamespaceRegistry, validateSettings } from './namespace-registry.js';
@@ -153,7 +153,11 @@ export class ClusterService {
         tombstoneGraceMs: config.tombstoneGraceMs,
         handoffBusy: () => transfers.unfinished > 0 || handoff.report().pendingHints > 0,
       });
-      membership.onRingChange((previous, current) => transfers.ringChanged(previous, current));
+      membership.onRingChange((previous, current) => {
+        transfers.ringChanged(previous, current);
+        antiEntropy.ringChanged(previous, current);
+      });
+      messenger.handle(transferMessages.complete, (body) => ({ accepted: antiEntropy.transferReceived((body as { partition: number }).partition) }));
       receiveHandedOffObjects(messenger, this.local, (namespace, key) => coordinator.primariesOf(namespace, key).includes(this.nodeId));
       messenger.handle(handoffMessages.report, () => this.handoffReport() as unknown as MessageBody);
       this.coordinator = coordinator;
@@ -290,16 +294,18 @@ export class ClusterService {
   }
 
   async stop(): Promise<void> {
-    await this.antiEntropy?.stop();
-    this.antiEntropy = undefined;
-    await this.transfers?.stop();
-    this.transfers = undefined;
-    await this.handoff?.stop();
-    this.handoff = undefined;
+    // Every service stops scheduling work first; then the messenger closes, so a request still
+    // waiting on a peer fails at once (a batch or hint not confirmed is sent again after the
+    // restart) instead of holding the stop for up to a request timeout; then local work ends.
+    const stopping = [this.antiEntropy?.stop(), this.transfers?.stop(), this.handoff?.stop()];
     this.membershipValue?.stop();
+    await this.messenger?.close();
+    await Promise.all(stopping);
+    this.antiEntropy = undefined;
+    this.transfers = undefined;
+    this.handoff = undefined;
     this.coordinator = undefined;
     this.membershipValue = undefined;
-    await this.messenger?.close();
     this.messenger = undefined;
   }
 }

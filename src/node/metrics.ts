@@ -53,6 +53,12 @@ export function createNodeMetrics(nodeId: string, source: MetricsSource): NodeMe
     },
   });
   new Gauge({
+    name: 'ringkv_anti_entropy_partitions_awaiting_transfer', help: 'Partitions gained on a ring change that anti-entropy leaves to their transfer until it completes.', registers: [registry],
+    collect() {
+      this.set(ae()?.awaitingTransfer ?? 0);
+    },
+  });
+  new Gauge({
     name: 'ringkv_hints_pending', help: 'Hinted objects kept for down primaries.', registers: [registry],
     collect() {
       this.set(source.hints()?.pendingHints ?? 0);

@@ -2,7 +2,7 @@ import { join as joinPath } from 'node:path';
 import { mark } from '../core/simulation-hooks.js';
 import type { Ring } from '../core/ring-state.js';
 import { keyPartition, prefixPartition } from '../core/token.js';
-import { planTransfers, replicaSet } from '../core/transfer-plan.js';
+import { planTransfers, replanTransfer, replicaSet } from '../core/transfer-plan.js';
 import type { TimerHandle } from '../world/clock.js';
 import { writeFileAtomic, type FileSystem } from '../world/file-system.js';
 import type { NodeContext } from './coordinator.js';
@@ -78,6 +78,12 @@ export interface TransferReport {
 }
 
 const stateFile = 'transfers.json';
+
+/**
+ * `complete` {partition}: the sender has sent the target everything of the partition (its
+ * anti-entropy then takes the partition up: until then it would fetch what the transfer brings).
+ */
+export const transferMessages = { complete: 'handoff.partition-complete' } as const;
 const sweepIntervalMs = 60_000;
 /** Finished transfers shown in reports for this long. */
 const doneShownMs = 10 * 60_000;
@@ -145,27 +151,20 @@ export class TransferService {
     const planned = new Map(planTransfers(previous, current, this.options.self, n).map((transfer) => [transfer.partition, transfer]));
     const now = this.options.clock.wallMs();
     for (let partition = 0; partition < current.partitionCount; partition++) {
-      const plan = planned.get(partition);
       const existing = this.transfers.get(partition);
-      const replicas = replicaSet(current, partition, n);
-      if (plan !== undefined) {
-        const same = existing !== undefined && existing.state !== 'done' && existing.drop === plan.drop && sameMembers(existing.targets, plan.targets);
-        if (!same) this.transfers.set(partition, this.newTransfer(partition, current, [...plan.targets], plan.drop, now));
-        continue;
-      }
-      if (existing === undefined) continue;
-      if (replicas.includes(this.options.self)) {
-        // A replica again (a change undone): its copy stays — a transfer under way is told so
-        // and never drops — and a transfer it fed is planned anew.
+      const underWay = existing === undefined ? undefined : { targets: existing.targets, drop: existing.drop, sending: existing.state === 'pending' || existing.state === 'sending', done: existing.state === 'done' };
+      const next = replanTransfer(underWay, planned.get(partition), replicaSet(current, partition, n), this.options.self);
+      if (next.kind === 'none' || next.kind === 'keep') continue;
+      if (next.kind === 'restart') this.transfers.set(partition, this.newTransfer(partition, current, [...next.targets], next.drop, now));
+      else if (existing === undefined) continue;
+      else if (next.kind === 'finish') {
+        // A replica again (a change undone) that owes nobody: its copy stays and a transfer
+        // under way never drops it.
         Object.assign(existing, { drop: false, state: 'done', finishedAtMs: existing.finishedAtMs ?? now });
         this.transfers.delete(partition);
-        continue;
-      }
-      // Still handing the partition off: keep the targets that are replicas now, else the first.
-      const targets = existing.targets.filter((target) => replicas.includes(target));
-      if (targets.length === 0) targets.push(replicas[0] as string);
-      if (!sameMembers(targets, existing.targets)) {
-        this.transfers.set(partition, existing.state === 'done' ? { ...existing, targets } : this.newTransfer(partition, current, targets, true, now));
+      } else {
+        // Goes on from its cursor (every target kept has had every batch so far).
+        Object.assign(existing, { targets: [...next.targets], drop: next.drop });
       }
     }
     this.save();
@@ -312,6 +311,8 @@ export class TransferService {
       const startedMs = this.options.clock.nowMs();
       const batch = await this.readBatch(transfer);
       if (batch.objects.length === 0) {
+        await Promise.all(transfer.targets.map((target) => this.announceComplete(target, transfer.partition)));
+        if (this.transfers.get(transfer.partition) !== transfer) return;
         transfer.state = transfer.drop ? 'sent' : 'done';
         if (!transfer.drop) transfer.finishedAtMs = this.options.clock.wallMs();
         this.save();
@@ -341,6 +342,13 @@ export class TransferService {
       if (bytes >= batchBytesMax) break;
     }
     return { objects, lastKey, bytes };
+  }
+
+  private async announceComplete(target: string, partition: number): Promise<void> {
+    const address = this.options.membership.addressOf(target);
+    if (address === undefined) throw new Error(`no address known for ${target}`);
+    const answer = await this.options.messenger.request(address, transferMessages.complete, { partition }, { timeoutMs: this.options.requestTimeoutMs });
+    if ((answer as { accepted?: unknown }).accepted !== true) throw new Error(`${target} is not a replica of partition ${partition} on its ring yet`);
   }
 
   /** Sends a batch; a target that refuses any of it (its ring does not make it their replica yet) fails the batch, tried again later. */
@@ -449,6 +457,3 @@ export class TransferService {
   }
 }
 
-function sameMembers(a: readonly string[], b: readonly string[]): boolean {
-  return a.length === b.length && a.every((entry) => b.includes(entry));
-}

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { statusOf } from '../helpers/cluster.js';
 import {
-  FaultCluster, MovedSampler, awaitConvergence, checkReads, convergenceGap, describeMoved, healAllPartitions, loopbackFirewall, partition, replicasOf, sleep, startLoad,
+  FaultCluster, MovedSampler, awaitConvergence, checkReads, convergenceGap, describeMoved, explainDivergence, healAllPartitions, loopbackFirewall, partition, replicasOf, sleep, startLoad,
   type LoadResult, type NodeSlot, type ReadProblem,
 } from '../helpers/fault-tools.js';
 
@@ -101,7 +101,11 @@ describe('faults: a cluster of real processes on loopback under write load (N=3,
       const shown = await Promise.all(problems.slice(0, 10).map(async (problem) => `  ${problem.key} through ${problem.node}: expected ${problem.expected}, got ${problem.status} ${JSON.stringify(problem.body)}; replicas: ${await replicasOf(running.slots, problem.key)}`));
       assert.fail(`${scenario}: ${problems.length} reads wrong after the fault:\n${shown.join('\n')}`);
     }
-    if ('error' in convergence) throw convergence.error;
+    if ('error' in convergence) {
+      const candidates = [...new Set(checkedBefore.map((checked) => checked.scenario))].flatMap((name) => Array.from({ length: loadShape.requestsMax }, (_unused, index) => `load-${name}-${index}`));
+      console.log(`faults ${scenario}: not converged; where:\n${await explainDivergence(running.slots, candidates).catch((error: unknown) => String(error))}`);
+      throw convergence.error;
+    }
     assert.ok(loaded.acknowledged.length > 0, 'the load had writes acknowledged');
   }
 

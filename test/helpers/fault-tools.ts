@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import type { Ring } from '../../src/core/ring-state.js';
+import { keyPartition } from '../../src/core/token.js';
 import { replicaSet } from '../../src/core/transfer-plan.js';
 import { clusterArgs, startCluster } from './cluster.js';
 import { startNode, temporaryDirectory, type NodePorts, type RunningNode } from './ringkv-process.js';
@@ -503,6 +504,46 @@ export async function convergenceGap(nodes: readonly RunningNode[], nodeIds: rea
     if (roots.some((root) => root === undefined || root === null) || new Set(roots).size > 1) differing.push(`${partition}: ${roots.map((root) => root ?? '-').join('/')}`);
   }
   return differing.length === 0 ? undefined : `${differing.length} partitions whose replicas' roots differ or are not built (${differing.slice(0, 3).join('; ')})`;
+}
+
+/**
+ * For a failed convergence: each partition whose replicas' roots differ, the replicas' anti-entropy
+ * state, and the keys among `candidates` whose copies differ there (context and size per replica).
+ */
+export async function explainDivergence(nodes: readonly { nodeId: string; process: RunningNode | undefined }[], candidates: readonly string[]): Promise<string> {
+  const running = nodes.filter((slot) => slot.process !== undefined);
+  const ring = await getJson<Ring>(running[0]!.process!, '/admin/ring');
+  const reports = new Map<string, AntiEntropyAnswer & { awaitingTransfer?: number; treesRebuilt?: number }>();
+  for (const slot of running) reports.set(slot.nodeId, await getJson<AntiEntropyAnswer & { awaitingTransfer?: number; treesRebuilt?: number }>(slot.process!, '/admin/anti-entropy'));
+  const lines: string[] = [];
+  for (let partition = 0; partition < ring.partitionCount; partition++) {
+    const replicas = replicaSet(ring, partition, replicasPerPartition);
+    const roots = replicas.map((replica) => reports.get(replica)?.trees.find((tree) => tree.partition === partition));
+    if (new Set(roots.map((tree) => (tree?.built === true ? tree.root : null))).size <= 1 && roots.every((tree) => tree?.built === true)) continue;
+    const states = replicas.map((replica) => {
+      const report = reports.get(replica);
+      const tree = roots[replicas.indexOf(replica)];
+      return `${replica} root ${tree?.root ?? '-'} built ${tree?.built ?? '-'} awaitingTransfer ${report?.awaitingTransfer ?? '-'} treesRebuilt ${report?.treesRebuilt ?? '-'}`;
+    });
+    lines.push(`partition ${partition}: ${states.join('; ')}`);
+    const keys = candidates.filter((key) => keyPartition('default', Buffer.from(key), ring.partitionCount) === partition);
+    let shown = 0;
+    for (const key of keys) {
+      const views = await Promise.all(replicas.map(async (replica) => {
+        const slot = running.find((candidate) => candidate.nodeId === replica);
+        if (slot === undefined) return `${replica}: not running`;
+        const answer = await http(`${slot.process!.baseUrl}/admin/replica/default/${key}`, { timeoutMs: 3000 });
+        if (answer.status !== 200) return `${replica}: ${answer.status}`;
+        const body = JSON.parse(answer.text) as { context: string; bytes: number; siblings: { value?: string; deleted?: boolean }[] };
+        return `${replica}: ${body.bytes} B ${body.siblings.map((sibling) => (sibling.deleted === true ? '<tombstone>' : 'value')).join('|')} ${body.context}`;
+      }));
+      const distinct = new Set(views.map((view) => view.slice(view.indexOf(':'))));
+      if (distinct.size > 1 && shown++ < 10) lines.push(`  ${key}: ${views.join('; ')}`);
+    }
+    lines.push(`  ${keys.length} candidate keys in the partition, ${shown} differing`);
+    if (lines.length > 40) break;
+  }
+  return lines.join('\n');
 }
 
 export interface Convergence {
