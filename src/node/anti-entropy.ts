@@ -12,6 +12,7 @@ import { sleep, type TimerHandle } from '../world/clock.js';
 import type { NodeContext } from './coordinator.js';
 import { batchBytesMax, batchEntriesMax, sendObjects, throttle, type HandedOffObject } from './hinted-handoff.js';
 import { engineKeyTokenPrefix, parseStorageKey } from './storage-key.js';
+import { transferMessages, type PendingTransfersAnswer } from './transfers.js';
 import { decodeHistory, objectVersionHash } from './stored-object.js';
 
 /**
@@ -63,6 +64,12 @@ const reapEveryRounds = 5;
  * anti-entropy takes it up anyway (the sender may have lost its disk, or left for good).
  */
 const awaitTransferMsMax = 60 * 60_000;
+/**
+ * While partitions wait for their transfer, every this often the other members are asked which of
+ * them they still have to send here; a partition nobody owes any more is taken up (a transfer
+ * that was cut short — a sender wiped, removed, or that replanned — never says it completed).
+ */
+const awaitCheckIntervalMs = 10_000;
 
 export const antiEntropyMessages = {
   roots: 'aae.roots',
@@ -144,6 +151,7 @@ export class AntiEntropy {
   private readonly stopObserving: () => void;
   private counters = { rounds: 0, exchanges: 0, exchangesDiffering: 0, keysFetched: 0, keysPushed: 0, bytesSent: 0, rootBytes: 0, levelBytes: 0, treesRebuilt: 0, reapedTombstones: 0 };
   private lastRoundAtMs: number | null = null;
+  private lastAwaitCheckMs = Number.NEGATIVE_INFINITY;
   /**
    * Partitions this node gained on the last ring change whose transfer has not completed: the
    * transfer brings their data, so exchanges leave them alone until then (else anti-entropy would
@@ -199,6 +207,35 @@ export class AntiEntropy {
     if (!replicaSet(ring, partition, this.options.replicaCount()).includes(this.options.self)) return false;
     this.awaitingTransfer.delete(partition);
     return true;
+  }
+
+  /**
+   * Asks every other member that is up which partitions waiting here it still has to send; those
+   * nobody owes are taken up. Skipped while any member answers from another ring (it may not have
+   * planned its part yet); a member that does not answer owes nothing it can send now.
+   */
+  private async checkAwaiting(): Promise<void> {
+    const now = this.options.clock.nowMs();
+    if (this.awaitingTransfer.size === 0 || now - this.lastAwaitCheckMs < awaitCheckIntervalMs) return;
+    this.lastAwaitCheckMs = now;
+    const ring = this.options.membership.ring;
+    const partitions = [...this.awaitingTransfer.keys()].sort((a, b) => a - b);
+    const members = this.options.membership.current.members.filter((member) => member.nodeId !== this.options.self && member.status !== 'removed' && this.options.membership.isUp(member.nodeId));
+    const answers = await Promise.all(
+      members.map(async (member) => {
+        try {
+          return (await this.options.messenger.request(member.address, transferMessages.pending, { target: this.options.self, partitions }, { timeoutMs: this.options.requestTimeoutMs })) as unknown as PendingTransfersAnswer;
+        } catch {
+          return undefined;
+        }
+      }),
+    );
+    const current = this.options.membership.ring;
+    if (current.epoch !== ring.epoch || current.claimant !== ring.claimant) return;
+    if (answers.some((answer) => answer !== undefined && (answer.epoch !== ring.epoch || answer.claimant !== ring.claimant))) return;
+    const owed = new Set(answers.flatMap((answer) => answer?.partitions ?? []));
+    const lifted = partitions.filter((partition) => !owed.has(partition) && this.awaitingTransfer.delete(partition));
+    if (lifted.length > 0) this.options.logger.info({ partitions: lifted }, 'no member owes these partitions a transfer any more; anti-entropy takes them up');
   }
 
   private awaiting(partition: number): boolean {
@@ -335,6 +372,7 @@ export class AntiEntropy {
     this.counters.rounds++;
     this.lastRoundAtMs = this.options.clock.wallMs();
     if (this.counters.rounds % reapEveryRounds === 0) await this.reapPass();
+    await this.checkAwaiting();
     const peer = this.nextPeer();
     if (peer === undefined) return;
     const address = this.options.membership.addressOf(peer.nodeId);

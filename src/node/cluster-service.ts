@@ -158,6 +158,11 @@ export class ClusterService {
         antiEntropy.ringChanged(previous, current);
       });
       messenger.handle(transferMessages.complete, (body) => ({ accepted: antiEntropy.transferReceived((body as { partition: number }).partition) }));
+      messenger.handle(transferMessages.pending, (body) => {
+        const { target, partitions } = body as { target: unknown; partitions: unknown };
+        if (typeof target !== 'string' || !Array.isArray(partitions) || !partitions.every((partition) => Number.isInteger(partition))) throw new Error('a pending-transfers request names a target and partitions');
+        return transfers.pendingTo(target, partitions as number[]) as unknown as MessageBody;
+      });
       receiveHandedOffObjects(messenger, this.local, (namespace, key) => coordinator.primariesOf(namespace, key).includes(this.nodeId));
       messenger.handle(handoffMessages.report, () => this.handoffReport() as unknown as MessageBody);
       this.coordinator = coordinator;

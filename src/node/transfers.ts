@@ -83,7 +83,17 @@ const stateFile = 'transfers.json';
  * `complete` {partition}: the sender has sent the target everything of the partition (its
  * anti-entropy then takes the partition up: until then it would fetch what the transfer brings).
  */
-export const transferMessages = { complete: 'handoff.partition-complete' } as const;
+export const transferMessages = { complete: 'handoff.partition-complete', pending: 'handoff.transfers-pending' } as const;
+
+/**
+ * `pending` {target, partitions}: which of `partitions` this node still has to send to `target`,
+ * with the ring it planned by (a receiver trusts a "none" only from a node on the same ring).
+ */
+export interface PendingTransfersAnswer {
+  readonly epoch: number;
+  readonly claimant: string;
+  readonly partitions: number[];
+}
 const sweepIntervalMs = 60_000;
 /** Finished transfers shown in reports for this long. */
 const doneShownMs = 10 * 60_000;
@@ -108,6 +118,8 @@ export class TransferService {
   private readonly inFlight = new Set<Promise<void>>();
   /** Transfers whose partition was written to while its copy was being dropped. */
   private readonly touchedWhileDropping = new Set<Transfer>();
+  /** While a sweep runs: the partitions with hints, and those written to since it began. */
+  private writtenWhileSweeping: Set<number> | undefined;
 
   private stopObserving: () => void = () => undefined;
 
@@ -192,8 +204,10 @@ export class TransferService {
    * handed off again rather than kept.
    */
   private written(engineKey: Buffer): void {
-    if (this.transfers.size === 0) return;
-    const transfer = this.transfers.get(prefixPartition(engineKeyTokenPrefix(engineKey), this.options.membership.ring.partitionCount));
+    if (this.transfers.size === 0 && this.writtenWhileSweeping === undefined) return;
+    const partition = prefixPartition(engineKeyTokenPrefix(engineKey), this.options.membership.ring.partitionCount);
+    this.writtenWhileSweeping?.add(partition);
+    const transfer = this.transfers.get(partition);
     if (transfer === undefined || !transfer.drop) return;
     if (transfer.state === 'sent') this.touchedWhileDropping.add(transfer);
     if (transfer.state === 'done') this.reopen(transfer);
@@ -221,6 +235,16 @@ export class TransferService {
         return { ...transfer, targets: [...transfer.targets], bytesPerSecond: elapsedMs > 0 ? Math.round((transfer.sentBytes * 1000) / elapsedMs) : 0 };
       });
     return { nodeId: this.options.self, transferLimit: this.options.transferLimit, transfers };
+  }
+
+  /** Of `partitions`, those with a transfer to `target` that has not sent everything yet. */
+  pendingTo(target: string, partitions: readonly number[]): PendingTransfersAnswer {
+    const ring = this.options.membership.ring;
+    const pending = partitions.filter((partition) => {
+      const transfer = this.transfers.get(partition);
+      return transfer !== undefined && (transfer.state === 'pending' || transfer.state === 'sending') && transfer.targets.includes(target);
+    });
+    return { epoch: ring.epoch, claimant: ring.claimant, partitions: pending };
   }
 
   /** Transfers not finished yet (sending or waiting to drop). */
@@ -399,9 +423,20 @@ export class TransferService {
     // A node still joining may not know the ring that makes it a replica of what it receives.
     const self = this.options.membership.current.members.find((member) => member.nodeId === this.options.self);
     if (self === undefined || self.status === 'joining') return;
-    const n = this.options.replicaCount();
+    // A partition written to after the markers were read may have a hint the set misses (a
+    // fallback write): it waits for the next sweep rather than being handed off with its hint.
     const hinted = new Set<number>();
-    for await (const marker of this.options.local.hintMarkers()) hinted.add(prefixPartition(engineKeyTokenPrefix(marker.engineKey), ring.partitionCount));
+    this.writtenWhileSweeping = hinted;
+    try {
+      for await (const marker of this.options.local.hintMarkers()) hinted.add(prefixPartition(engineKeyTokenPrefix(marker.engineKey), ring.partitionCount));
+      await this.sweepPartitions(ring, hinted);
+    } finally {
+      this.writtenWhileSweeping = undefined;
+    }
+  }
+
+  private async sweepPartitions(ring: Ring, hinted: ReadonlySet<number>): Promise<void> {
+    const n = this.options.replicaCount();
     const now = this.options.clock.wallMs();
     let added = 0;
     for (let partition = 0; partition < ring.partitionCount; partition++) {

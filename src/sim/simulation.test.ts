@@ -112,9 +112,9 @@ describe('sim: whole runs', () => {
   // Proof that the checkers bite: each deliberate bug is caught within a few seeds (the seeds
   // are fixed, so this is deterministic; `npm run sim -- --seeds 20 --bug NAME` shows the rate).
   // An acknowledged write lost to a crash shows as a lost sibling or, in the last-write-wins
-  // namespace, as a survivor older than it.
+  // namespace, as a survivor older than it; a lost acknowledged delete as a resurrection.
   const expected: Record<BugName, readonly string[]> = {
-    'ack-before-sync': ['lost-write', 'last-write-wins'],
+    'ack-before-sync': ['lost-write', 'last-write-wins', 'resurrection'],
     'skip-read-repair': ['convergence'],
     'merge-overwrites': ['lost-write', 'convergence'],
   };
