@@ -13,6 +13,8 @@ describe('anti-entropy: three replicas in one process on the in-memory network',
   it('anti-entropy: keys one replica\'s store alone holds reach the others; trees kept on every write equal a rebuild from the store', async () => {
     await withInProcessCluster({ antiEntropyIntervalMs: 100 }, async (nodes) => {
       const [a, b, c] = nodes;
+      // The cluster formed by joins: their transfers end first, or they would carry the keys below.
+      await eventually('no transfer under way, no partition waiting for one', 20_000, () => nodes.every(settled));
       for (let index = 0; index < 60; index++) assert.ok((await a.cluster.store.put('ns', Buffer.from(`both-${index}`), Buffer.from('v'), { w: 3 })).ok);
       // Written into one store only, bypassing the coordinator: what a lost replication leaves.
       const lonely = Array.from({ length: 25 }, (_, index) => Buffer.from(`lonely-${index}`));
@@ -102,6 +104,11 @@ function reportOf(node: RingkvNode): AntiEntropyReport {
   const report = node.cluster.adminApi().antiEntropy();
   assert.ok(report.ok);
   return report.value as unknown as AntiEntropyReport;
+}
+
+function settled(node: RingkvNode): boolean {
+  const transfers = node.cluster.handoffReport().transfers?.transfers ?? [];
+  return reportOf(node).awaitingTransfer === 0 && transfers.every((transfer) => transfer.state === 'done');
 }
 
 function rootsAgree(nodes: readonly RingkvNode[]): boolean {
