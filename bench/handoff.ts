@@ -18,7 +18,7 @@ import { closeSync, fsyncSync, mkdtempSync, openSync, rmSync, writeSync } from '
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Redis } from 'ioredis';
+import { loadThroughResp } from './resp-load.js';
 import { startCluster, clusterArgs } from '../test/helpers/cluster.js';
 import { startNode, type RunningNode } from '../test/helpers/ringkv-process.js';
 
@@ -34,6 +34,7 @@ const { values: args } = parseArgs({
 });
 const keyCount = Number(args.keys);
 const valueBytes = Number(args['value-bytes']);
+const value = Buffer.alloc(valueBytes, 'v');
 const nodeCount = Number(args.nodes);
 const replicas = 3;
 const nodeArgs = ['--handoff-bytes-per-second', args['handoff-bytes-per-second'], '--transfer-limit', args['transfer-limit']];
@@ -97,39 +98,12 @@ function median(values: readonly number[]): number {
   return sorted[Math.floor(sorted.length / 2)]!;
 }
 
-async function load(nodes: readonly RunningNode[]): Promise<number> {
-  const clients = nodes.map((node) => new Redis({ host: node.host, port: node.respPort, lazyConnect: true, enableOfflineQueue: true }));
-  await Promise.all(clients.map((client) => client.connect()));
-  const value = Buffer.alloc(valueBytes, 'v');
-  const batch = 500;
-  const startMs = performance.now();
-  let failed = 0;
-  try {
-    for (let first = 0; first < keyCount; first += batch * clients.length) {
-      await Promise.all(
-        clients.map(async (client, index) => {
-          const pipeline = client.pipeline();
-          const from = first + index * batch;
-          for (let key = from; key < Math.min(from + batch, keyCount); key++) pipeline.set(`key:${key}`, value);
-          for (const [error] of (await pipeline.exec()) ?? []) if (error !== null) failed++;
-        }),
-      );
-      if (first % 50_000 < batch * clients.length) process.stdout.write(`\r  loaded ${Math.min(first + batch * clients.length, keyCount)} of ${keyCount}`);
-    }
-  } finally {
-    await Promise.all(clients.map((client) => client.quit()));
-  }
-  process.stdout.write('\n');
-  if (failed > 0) throw new Error(`${failed} SETs failed while loading`);
-  return (performance.now() - startMs) / 1000;
-}
-
 async function main(): Promise<void> {
   console.log(`handoff bench: ${nodeCount} nodes + 1 joining, ${keyCount} keys of ${valueBytes} B, N=${replicas} W=2, handoff limit ${args['handoff-bytes-per-second']} B/s, transfer limit ${args['transfer-limit']}`);
   const nodes = await startCluster(nodeCount, nodeArgs);
   const all = [...nodes];
   try {
-    const loadS = await load(nodes);
+    const loadS = await loadThroughResp(nodes, keyCount, (index) => [`key:${index}`, value], 50_000);
     console.log(`  load: ${keyCount} SETs in ${loadS.toFixed(1)} s (${Math.round(keyCount / loadS)}/s)`);
     const before = await json<TransfersAnswer>(nodes[0]!, '/admin/transfers');
     const seen = new Set(before.nodes.flatMap((node) => (node.transfers?.transfers ?? []).map((transfer) => `${node.nodeId}/${transfer.partition}/${transfer.epoch}/${transfer.createdAtMs}`)));

@@ -638,15 +638,16 @@ export class MovedSampler {
           getJson<{ handoff: { deliveredHints: number; deliveredBytes: number } | null }>(node, '/admin/status'),
           getJson<AntiEntropyAnswer>(node, '/admin/anti-entropy').catch(() => undefined),
         ]).catch(() => [undefined, undefined] as const);
-        if (status === undefined) return;
+        // A node that did not answer this time keeps the counters it last gave (not zeros).
+        if (status === undefined || aae === undefined) return;
         this.latest.counters.set(`${slot.nodeId}@${node.child.pid}`, {
           hintsDelivered: status.handoff?.deliveredHints ?? 0,
           hintBytes: status.handoff?.deliveredBytes ?? 0,
-          aaeExchanges: aae?.exchanges ?? 0,
-          aaeExchangesDiffering: aae?.exchangesDiffering ?? 0,
-          aaeKeysRepaired: aae?.keysRepaired ?? 0,
-          aaeBytesSent: aae?.bytesSent ?? 0,
-          aaeTreeBytesSent: aae?.treeBytesSent ?? (aae?.rootBytes ?? 0) + (aae?.levelBytes ?? 0),
+          aaeExchanges: aae.exchanges,
+          aaeExchangesDiffering: aae.exchangesDiffering,
+          aaeKeysRepaired: aae.keysRepaired,
+          aaeBytesSent: aae.bytesSent,
+          aaeTreeBytesSent: aae.treeBytesSent ?? (aae.rootBytes ?? 0) + (aae.levelBytes ?? 0),
         });
       }),
     );
