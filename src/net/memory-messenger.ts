@@ -74,6 +74,12 @@ export interface MemoryNetwork {
   partition(a: string, b: string, direction?: PartitionDirection): void;
   /** Heals the partition between a and b (both directions), or every partition when called bare. */
   heal(a?: string, b?: string): void;
+  /**
+   * The node's process is stopped (SIGSTOP): messages to and from it wait, as in a socket buffer,
+   * until `resume`, then arrive in order (requests their senders may have given up on included).
+   */
+  pause(nodeId: string): void;
+  resume(nodeId: string): void;
 }
 
 export function createMemoryNetwork(options: MemoryNetworkOptions = {}): MemoryNetwork {
@@ -88,6 +94,8 @@ export function createMemoryNetwork(options: MemoryNetworkOptions = {}): MemoryN
     messenger: (identity) => new MemoryMessenger(network, identity),
     partition: (a, b, direction = 'both') => network.partition(a, b, direction),
     heal: (a, b) => network.heal(a, b),
+    pause: (nodeId) => network.pause(nodeId),
+    resume: (nodeId) => network.resume(nodeId),
   };
 }
 
@@ -130,6 +138,9 @@ class MemoryNetworkState {
   /** The node id last started at each address, so a partition also covers a stopped peer. */
   private readonly nodeIdAt = new Map<string, string>();
   private readonly blocked = new Set<string>();
+  private readonly paused = new Set<string>();
+  /** Messages that arrived while their sender or destination was paused, in arrival order. */
+  private held: { readonly channel: Channel; readonly message: Message; readonly nodes: readonly string[] }[] = [];
 
   constructor(readonly settings: Settings) {
     assert(settings.deliveryDelayMs >= 0, 'deliveryDelayMs must be >= 0');
@@ -200,8 +211,27 @@ class MemoryNetworkState {
     this.deliver(channel, entry.message);
   }
 
+  pause(nodeId: string): void {
+    this.paused.add(nodeId);
+  }
+
+  resume(nodeId: string): void {
+    if (!this.paused.delete(nodeId)) return;
+    const ready = this.held.filter((entry) => entry.nodes.every((node) => !this.paused.has(node)));
+    this.held = this.held.filter((entry) => !ready.includes(entry));
+    for (const { channel, message } of ready) this.settings.clock.setTimer(0, () => this.deliver(channel, message));
+  }
+
   private deliver(channel: Channel, message: Message): void {
     const { sender } = channel;
+    if (this.paused.size > 0) {
+      const to = typeof channel.destination === 'string' ? this.nodeIdAt.get(channel.destination) : channel.destination.self.nodeId;
+      const nodes = to === undefined ? [sender.self.nodeId] : [sender.self.nodeId, to];
+      if (nodes.some((node) => this.paused.has(node))) {
+        this.held.push({ channel, message, nodes });
+        return;
+      }
+    }
     if (typeof channel.destination !== 'string') {
       const requester = channel.destination;
       if (!this.blocked.has(linkKey(sender.self.nodeId, requester.self.nodeId))) requester.receiveReply(message);

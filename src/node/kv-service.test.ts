@@ -319,4 +319,22 @@ describe('kv: dots after dropping objects (KV679)', () => {
     const other = written(await kv.put('ns', Buffer.from('elsewhere'), Buffer.from('4')));
     assert.equal(dotOf(other.encoded), 'node-a:1', 'a key of another token prefix starts at 1');
   });
+
+  it('kv: after a reap, a key back from another replica without this actor\'s history still gets dots past the reaped ones', async () => {
+    const kv = service();
+    const dotsOf = (encoded: Uint8Array | undefined): string => decodeObject(encoded!).entries.map((entry) => `${entry.actor}:${entry.counter}`).join(',');
+    written(await kv.put('ns', key, Buffer.from('1')));
+    const deleted = written(await kv.delete('ns', key, { context: 'current' }));
+    const reaped = await kv.reapTombstone(storageKey('ns', key), objectVersionHash(deleted.encoded!));
+    assert.ok(reaped.ok && reaped.value);
+    // Another replica reaped too and took a new write, which reaches this node by a merge.
+    const elsewhere = new KvService(new MemoryEngine(), { actor: 'node-b', clock: new SystemClock(), limits });
+    const fresh = written(await elsewhere.put('ns', key, Buffer.from('from b')));
+    assert.ok((await kv.mergeObject('ns', key, fresh.encoded!)).ok);
+    const read = await kv.get('ns', key);
+    assert.ok(read.ok && read.value !== undefined);
+    const next = written(await kv.put('ns', key, Buffer.from('2'), { context: read.value.context }));
+    assert.equal(dotsOf(next.encoded), 'node-a:3,node-b:1', 'not node-a:1, which the reaped history gave before');
+    assert.deepEqual(text(await kv.get('ns', key)), ['2']);
+  });
 });

@@ -568,9 +568,17 @@ export class KvService implements KeyValueStore {
       // for a cluster (recordTombstone): another replica may hold what its context covers.
       (sibling.value === null && !present && options.recordTombstone !== true);
     if (skip) return success(new Outcome(false, present, stored, storedBytes));
-    if (storedBytes === undefined) {
-      const reapedCounter = this.reapedCounters[engineKeyTokenPrefix(engineKey)] as number;
-      if (reapedCounter > 0) stored = { entries: [{ actor: this.actor, counter: reapedCounter, values: [] }], anonymous: [] };
+    // Past the counters this actor had in tombstones reaped under this prefix: also when the key
+    // is back from another replica without them (a write elsewhere after the reap, merged here;
+    // the simulator found it with a reap that reached a paused node late). The reaped tombstone
+    // superseded every value of this actor up to its counter, so syncing that knowledge back in
+    // discards only deleted values.
+    const reapedCounter = this.reapedCounters[engineKeyTokenPrefix(engineKey)] as number;
+    if (reapedCounter > 0) {
+      const floor = { entries: [{ actor: this.actor, counter: reapedCounter, values: [] }], anonymous: [] };
+      const own = stored?.entries.find((entry) => entry.actor === this.actor);
+      if (stored === undefined) stored = floor;
+      else if (own === undefined || own.counter < reapedCounter) stored = sync(floor, stored);
     }
     const next =
       context === 'current'

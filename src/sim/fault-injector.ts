@@ -5,7 +5,7 @@ import type { Trace } from './sim-world.js';
 /**
  * Faults while the clients run, every 0.5-3.5 s of virtual time: a node crashes (its last write
  * torn half the time) and restarts later, sometimes only after the others marked it down; a node is cut off from the others (both ways or one
- * way) and healed later; the network turns lossy (drops, duplicates, reordering) for a while;
+ * way) and healed later; a node is stopped (SIGSTOP) and continued later; the network turns lossy (drops, duplicates, reordering) for a while;
  * a node's disk fills up for a few writes; a node's disk is lost; a node joins or leaves; now and
  * then the whole cluster loses power at once. At most `faultyMax` nodes are down, cut off or
  * leaving.
@@ -25,6 +25,8 @@ export class FaultInjector {
     private readonly counts: Record<string, number>,
     /** Runs an action at the moment the next write is acknowledged to a client (the workload's). */
     private readonly afterNextAck?: (action: () => void) => void,
+    /** Pauses take a share of the partitions' rolls, so without them a seed's schedule is as before. */
+    private readonly pauses = false,
   ) {
     this.initialMembers = cluster.members.length;
   }
@@ -64,7 +66,8 @@ export class FaultInjector {
     const room = faultyMembers < this.faultyMax;
     if (roll < 0.14 && room) this.crash();
     else if (roll < 0.26 && room) this.outage();
-    else if (roll < 0.45 && room) this.partition();
+    else if (roll < (this.pauses ? 0.38 : 0.45) && room) this.partition();
+    else if (roll < 0.45 && room) this.pause();
     else if (roll < 0.51 && room) this.changeMembership();
     else if (roll < 0.55 && room) this.wipe();
     else if (roll < 0.74) this.weather();
@@ -98,6 +101,21 @@ export class FaultInjector {
     node.crash(this.random.nextFloat() < 0.5, 'outage');
     this.later(8000 + this.random.nextFloat() * 12_000, () => {
       if (node.state === 'down') void node.start();
+      this.faulty.delete(node.nodeId);
+    });
+  }
+
+  /**
+   * A node is stopped (SIGSTOP) for 2-15 s, long enough for the others to mark it down now and
+   * then, and continued: it wakes up to stale requests, late timers and a cluster that moved on.
+   */
+  private pause(): void {
+    const node = this.pickHealthy();
+    if (node === undefined || !node.pause()) return;
+    this.count('pause');
+    this.faulty.add(node.nodeId);
+    this.later(2000 + this.random.nextFloat() * 13_000, () => {
+      node.resume();
       this.faulty.delete(node.nodeId);
     });
   }

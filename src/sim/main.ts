@@ -27,6 +27,7 @@ const program = new Command('ringkv-sim')
   .option('--no-faults', 'no faults: a clean run')
   .option('--faulty-max <n>', 'nodes that may be down or cut off at once', integer, defaultSimulationOptions.faultyMax)
   .option('--no-anti-entropy', 'nodes run without active anti-entropy (read repair and handoff alone heal)')
+  .option('--pauses', 'also pause nodes (SIGSTOP) for 2-15 s and continue them')
   .addOption(new Option('--bug <name...>', 'turn on a deliberate bug (to see a checker catch it)').choices([...bugNames]))
   .option('--history', 'print the history of a single seed (one JSON operation per line)')
   .option('--trace-lines <n>', 'trace lines printed for a failing seed', integer, 60);
@@ -41,6 +42,7 @@ function replayCommand(options: SimulationOptions): string {
   if (!options.faults) flags.push('--no-faults');
   if (options.faultyMax !== defaults.faultyMax) flags.push(`--faulty-max ${options.faultyMax}`);
   if (!options.antiEntropy) flags.push('--no-anti-entropy');
+  if (options.pauses) flags.push('--pauses');
   if (options.bugs.length > 0) flags.push(`--bug ${options.bugs.join(' ')}`);
   return `npm run sim -- ${flags.join(' ')}`;
 }
@@ -69,7 +71,7 @@ async function main(): Promise<number> {
   program.parse();
   const flags = program.opts<{
     seed?: number; seeds?: number; firstSeed?: number; budgetS?: number; nodes: number; loadS: number; clients: number; keys: number;
-    faults: boolean; faultyMax: number; antiEntropy: boolean; bug?: BugName[]; history?: boolean; traceLines: number;
+    faults: boolean; faultyMax: number; antiEntropy: boolean; pauses?: boolean; bug?: BugName[]; history?: boolean; traceLines: number;
   }>();
   const base: Omit<SimulationOptions, 'seed'> = {
     ...defaultSimulationOptions,
@@ -80,6 +82,7 @@ async function main(): Promise<number> {
     faults: flags.faults,
     faultyMax: flags.faultyMax,
     antiEntropy: flags.antiEntropy,
+    pauses: flags.pauses === true,
     bugs: flags.bug ?? [],
   };
   if (flags.seed !== undefined) {

@@ -4,6 +4,8 @@ import type { Clock, TimerHandle } from '../world/clock.js';
 /** Who a timer belongs to: a node's incarnation dies with a crash, and its timers with it. */
 export interface TimerOwner {
   readonly alive: boolean;
+  /** A paused owner's timers wait (SIGSTOP) and fire, late, once it is resumed. */
+  readonly paused?: boolean;
 }
 
 interface Event {
@@ -31,6 +33,8 @@ export class Scheduler {
   private now = 0;
   private sequence = 0;
   private readonly heap: Event[] = [];
+  /** Events that came due while their owner was paused. */
+  private held: Event[] = [];
   private eventsRunTotal = 0;
 
   get nowMs(): number {
@@ -75,6 +79,10 @@ export class Scheduler {
       if (next === undefined || next.atMs > untilMs) break;
       this.pop();
       if (next.cancelled || (next.owner !== undefined && !next.owner.alive)) continue;
+      if (next.owner?.paused === true) {
+        this.held.push(next);
+        continue;
+      }
       this.now = next.atMs;
       this.eventsRunTotal += 1;
       next.callback();
@@ -97,6 +105,13 @@ export class Scheduler {
     if (outcome === undefined) return undefined;
     if ('error' in outcome) throw outcome.error;
     return outcome;
+  }
+
+  /** The owner is no longer paused: its timers that came due meanwhile fire now, in their order. */
+  release(owner: TimerOwner): void {
+    const mine = this.held.filter((event) => event.owner === owner);
+    this.held = this.held.filter((event) => event.owner !== owner);
+    for (const event of mine) this.push({ ...event, atMs: this.now });
   }
 
   /** Runs for `durationMs` of virtual time from now. */

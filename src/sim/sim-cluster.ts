@@ -224,6 +224,29 @@ export class SimNode {
   }
 
   /**
+   * SIGSTOP: the process keeps its state but runs nothing: its timers and disk completions wait,
+   * messages to and from it wait in the network, and its clients' requests hang. `resume`
+   * (SIGCONT) lets all of it happen, late. False when the node is not up.
+   */
+  pause(): boolean {
+    const incarnation = this.incarnation;
+    if (incarnation === undefined || !incarnation.alive || this.state !== 'up' || incarnation.paused) return false;
+    incarnation.paused = true;
+    this.cluster.network.pause(this.nodeId);
+    this.cluster.trace.add('sim', `pause (SIGSTOP): ${this.nodeId}`);
+    return true;
+  }
+
+  resume(): void {
+    const incarnation = this.incarnation;
+    if (incarnation === undefined || !incarnation.paused) return;
+    incarnation.paused = false;
+    this.cluster.network.resume(this.nodeId);
+    this.cluster.scheduler.release(incarnation);
+    this.cluster.trace.add('sim', `resume (SIGCONT): ${this.nodeId}`);
+  }
+
+  /**
    * kill -9 / power loss: the process state is gone, in-flight messages to and from it are lost,
    * and the disk keeps only what was synced (with `tear`, the last unsynced write may survive
    * as a torn prefix).
@@ -231,6 +254,8 @@ export class SimNode {
   crash(tear: boolean, why = 'crash'): void {
     const incarnation = this.incarnation;
     if (incarnation === undefined || !incarnation.alive) return;
+    // A stopped process can be killed too: what waited for it is lost with it.
+    if (incarnation.paused) this.resume();
     incarnation.alive = false;
     this.state = 'down';
     this.running = undefined;

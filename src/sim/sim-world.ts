@@ -7,6 +7,7 @@ import type { Scheduler, TimerOwner } from './scheduler.js';
 /** One life of a simulated node process: it ends with a crash (or a clean stop). */
 export class Incarnation implements TimerOwner {
   alive = true;
+  paused = false;
   constructor(
     readonly nodeId: string,
     readonly number: number,

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { bugNames, type BugName } from '../core/simulation-hooks.js';
 import { check, type FinalKey } from './checkers.js';
+import { createMemoryNetwork } from '../net/memory-messenger.js';
 import { Scheduler } from './scheduler.js';
 import { defaultSimulationOptions, historyText, runSimulation, type SimulationOptions } from './simulation.js';
 import type { HistoryOperation } from './workload.js';
@@ -29,6 +30,38 @@ describe('sim: scheduler', () => {
     await scheduler.runUntil(100);
     assert.deepEqual(fired, ['a1', 'a2', 'chain of 12', 'b', 'owner dies']);
     assert.equal(scheduler.nowMs, 100);
+  });
+
+  it('sim: a paused owner\'s timers wait and fire, in their order, when it is released; paused nodes\' messages wait in the network', async () => {
+    const scheduler = new Scheduler();
+    const fired: string[] = [];
+    const owner = { alive: true, paused: false };
+    scheduler.clock(owner).setTimer(10, () => fired.push(`owned 1 at ${scheduler.nowMs}`));
+    scheduler.clock(owner).setTimer(20, () => fired.push(`owned 2 at ${scheduler.nowMs}`));
+    scheduler.schedule(5, () => (owner.paused = true));
+    scheduler.schedule(15, () => fired.push(`other at ${scheduler.nowMs}`));
+    scheduler.schedule(50, () => {
+      owner.paused = false;
+      scheduler.release(owner);
+    });
+    await scheduler.runUntil(100);
+    assert.deepEqual(fired, ['other at 15', 'owned 1 at 50', 'owned 2 at 50']);
+
+    const network = createMemoryNetwork({ clock: scheduler.clock() });
+    const a = network.messenger({ nodeId: 'a', address: { host: 'a', port: 1 } });
+    const b = network.messenger({ nodeId: 'b', address: { host: 'b', port: 1 } });
+    const answered: string[] = [];
+    b.handle('ping', () => {
+      answered.push(`b answers at ${scheduler.nowMs}`);
+      return { pong: true };
+    });
+    await Promise.all([a.start(), b.start()]);
+    network.pause('b');
+    const reply = a.request(b.self.address, 'ping', {}, { timeoutMs: 1000 });
+    scheduler.schedule(30, () => network.resume('b'));
+    const settled = await scheduler.settle(reply, 100);
+    assert.deepEqual(settled?.value, { pong: true });
+    assert.deepEqual(answered, ['b answers at 130'], 'b answers once it is resumed, not before');
   });
 
   it('sim: a clock\'s wall time carries its skew; its monotonic time is the simulation\'s', async () => {
