@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { keyPartition } from '../core/token.js';
+import { ErrorCode, RingkvError } from '../core/errors.js';
 import { SeededRandom } from '../core/random.js';
 import { LsmEngine } from '../storage/lsm/lsm-engine.js';
 import { MemoryEngine } from '../storage/memory-engine.js';
@@ -318,6 +319,45 @@ describe('kv: dots after dropping objects (KV679)', () => {
     assert.equal(dotOf(blind.encoded), 'node-a:4', 'not node-a:1, a dot contexts of the old history cover');
     const other = written(await kv.put('ns', Buffer.from('elsewhere'), Buffer.from('4')));
     assert.equal(dotOf(other.encoded), 'node-a:1', 'a key of another token prefix starts at 1');
+  });
+
+  it('kv: a write the engine fails after it was issued (its dot may be replicated already) makes the next write renew the actor', async () => {
+    // The engine takes the write (reads see it) and then fails to make it durable, as a commit
+    // log that fails its fsync does.
+    const memory = new MemoryEngine();
+    let failNext = false;
+    const engine = new Proxy(memory, {
+      get(target, property, receiver) {
+        if (property === 'put' && failNext) {
+          failNext = false;
+          return (engineKey: Uint8Array, value: Uint8Array) => {
+            void target.put(engineKey, value);
+            return Promise.reject(new RingkvError(ErrorCode.unavailable, 'commit log: fsync failed'));
+          };
+        }
+        const member = Reflect.get(target, property, receiver) as unknown;
+        return typeof member === 'function' ? (member as (...args: unknown[]) => unknown).bind(target) : member;
+      },
+    });
+    const kv = service(engine);
+    const renewals: string[] = [];
+    kv.onActorRenewal(async () => {
+      renewals.push('renewed');
+      return `node-a~${renewals.length}`;
+    });
+    const dotsOf = (encoded: Uint8Array | undefined): string => decodeObject(encoded!).entries.map((entry) => `${entry.actor}:${entry.counter}`).join(',');
+    written(await kv.put('ns', key, Buffer.from('1')));
+    failNext = true;
+    let issuedDots = '';
+    const failed = await kv.put('ns', key, Buffer.from('2'), { context: 'current', onIssued: (outcome) => (issuedDots = dotsOf(outcome.encoded)) });
+    assert.equal(failed.ok, false);
+    assert.equal(issuedDots, 'node-a:2', 'the failed write had given dot node-a:2 (a coordinator replicates it at once)');
+    assert.equal(kv.droppedUnderActor, true, 'an actor that gave a dot away is not kept across a restart');
+    const next = written(await kv.put('ns', key, Buffer.from('3'), { context: 'current' }));
+    assert.deepEqual(renewals, ['renewed']);
+    // The new value's dot is the new actor's first; node-a:2 stays as history only.
+    assert.equal(dotsOf(next.encoded), 'node-a:2,node-a~1:1', 'no dot of node-a given again');
+    assert.deepEqual(decodeObject(next.encoded!).entries.filter((entry) => entry.values.length > 0).map((entry) => entry.actor), ['node-a~1']);
   });
 
   it('kv: after a reap, a key back from another replica without this actor\'s history still gets dots past the reaped ones', async () => {

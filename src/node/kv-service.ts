@@ -163,6 +163,8 @@ export class KvService implements KeyValueStore {
    */
   private readonly reapedCounters = new Float64Array(1 << 16);
   private reapedUnderActor = false;
+  /** A write issued under the current actor failed in the engine: its dot may live elsewhere. */
+  private dotsGivenAway = false;
   private renewActor: (() => Promise<string>) | undefined;
   private renewing: Promise<void> | undefined;
 
@@ -195,7 +197,7 @@ export class KvService implements KeyValueStore {
 
   /** Whether objects were dropped under the current actor (its epoch must not be kept as clean). */
   get droppedUnderActor(): boolean {
-    return this.droppedCount > 0 || this.reapedUnderActor;
+    return this.droppedCount > 0 || this.reapedUnderActor || this.dotsGivenAway;
   }
 
   private markDropped(first: number, end: number): void {
@@ -221,6 +223,7 @@ export class KvService implements KeyValueStore {
       (actor) => {
         this.actor = actor;
         this.clearDropped();
+        this.dotsGivenAway = false;
         this.renewing = undefined;
       },
       (error: unknown) => {
@@ -533,7 +536,8 @@ export class KvService implements KeyValueStore {
       // Checked in the key's turn, so a drop that came while the write waited counts: a dot for
       // this key under the current actor may exist elsewhere while this node dropped it, so the
       // write goes out under a new actor.
-      if (this.droppedCount === 0 || this.dropped[prefix] !== 1 || this.renewActor === undefined) return apply();
+      const droppedHere = this.droppedCount > 0 && this.dropped[prefix] === 1;
+      if ((!droppedHere && !this.dotsGivenAway) || this.renewActor === undefined) return apply();
       mark('kv.actor-renewed');
       return this.renew().then(apply);
     });
@@ -593,7 +597,12 @@ export class KvService implements KeyValueStore {
     if (siblingCount > 1) mark('kv.siblings-created');
     const encoded = encodeObject(next);
     const outcome = success(new Outcome(true, present, next, encoded));
-    const write = issued(this.store(engineKey, storedBytes, encoded, options.hintFor), outcome);
+    const storing = this.store(engineKey, storedBytes, encoded, options.hintFor);
+    // The dot is out once the write is issued (a coordinator replicates it before the local
+    // fsync); if the engine then fails the write, this replica does not hold it, and its next
+    // write of the key would give the same dot to another value: the next write renews the actor.
+    if (storing instanceof Promise) storing.then(undefined, () => (this.dotsGivenAway = true));
+    const write = issued(storing, outcome);
     options.onIssued?.(outcome.value);
     return write;
   }

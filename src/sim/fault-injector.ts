@@ -26,7 +26,7 @@ export class FaultInjector {
     /** Runs an action at the moment the next write is acknowledged to a client (the workload's). */
     private readonly afterNextAck?: (action: () => void) => void,
     /** Pauses take a share of the partitions' rolls, so without them a seed's schedule is as before. */
-    private readonly pauses = false,
+    private readonly pauses = true,
   ) {
     this.initialMembers = cluster.members.length;
   }

@@ -27,7 +27,7 @@ const program = new Command('ringkv-sim')
   .option('--no-faults', 'no faults: a clean run')
   .option('--faulty-max <n>', 'nodes that may be down or cut off at once', integer, defaultSimulationOptions.faultyMax)
   .option('--no-anti-entropy', 'nodes run without active anti-entropy (read repair and handoff alone heal)')
-  .option('--pauses', 'also pause nodes (SIGSTOP) for 2-15 s and continue them')
+  .option('--no-pauses', 'no pauses (SIGSTOP) of nodes: the fault schedule seeds had before pauses existed')
   .addOption(new Option('--bug <name...>', 'turn on a deliberate bug (to see a checker catch it)').choices([...bugNames]))
   .option('--history', 'print the history of a single seed (one JSON operation per line)')
   .option('--trace-lines <n>', 'trace lines printed for a failing seed', integer, 60);
@@ -42,7 +42,7 @@ function replayCommand(options: SimulationOptions): string {
   if (!options.faults) flags.push('--no-faults');
   if (options.faultyMax !== defaults.faultyMax) flags.push(`--faulty-max ${options.faultyMax}`);
   if (!options.antiEntropy) flags.push('--no-anti-entropy');
-  if (options.pauses) flags.push('--pauses');
+  if (!options.pauses) flags.push('--no-pauses');
   if (options.bugs.length > 0) flags.push(`--bug ${options.bugs.join(' ')}`);
   return `npm run sim -- ${flags.join(' ')}`;
 }
@@ -82,7 +82,7 @@ async function main(): Promise<number> {
     faults: flags.faults,
     faultyMax: flags.faultyMax,
     antiEntropy: flags.antiEntropy,
-    pauses: flags.pauses === true,
+    pauses: flags.pauses !== false,
     bugs: flags.bug ?? [],
   };
   if (flags.seed !== undefined) {

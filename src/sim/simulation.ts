@@ -24,11 +24,7 @@ export interface SimulationOptions {
   readonly faultyMax: number;
   /** Nodes run active anti-entropy (false: read repair and handoff alone heal replicas). */
   readonly antiEntropy: boolean;
-  /**
-   * Also pause nodes (SIGSTOP) and continue them. Off by default while the dot reuse it exposes
-   * (docs/simulation.md, "Open") is not fixed; the default keeps the fault schedule of a seed as
-   * it was.
-   */
+  /** Also pause nodes (SIGSTOP) and continue them; false gives a seed its schedule from before pauses existed. */
   readonly pauses: boolean;
   readonly clockSkewMsMax: number;
   /** Values carry up to this many bytes of padding, so memtables flush and tables compact. */
@@ -44,7 +40,7 @@ export const defaultSimulationOptions: Omit<SimulationOptions, 'seed'> = {
   faults: true,
   faultyMax: 1,
   antiEntropy: true,
-  pauses: false,
+  pauses: true,
   clockSkewMsMax: 300,
   valuePaddingMax: 800,
   bugs: [],

@@ -179,7 +179,13 @@ export class LsmEngine implements Engine {
   private retryTimer: { cancel(): void } | undefined;
   /** The error of the last background step while its retry waits. */
   private retryPending: Error | undefined;
-  private roomWaiters: (() => void)[] = [];
+  /** Writes waiting for room (a write stall), oldest first: they go in this order, before any later write. */
+  private roomQueue: { readonly write: () => Promise<void>; readonly resolve: () => void; readonly reject: (error: unknown) => void }[] = [];
+  /**
+   * Writes waiting for room (a write stall), by key (latin1): the newest value (undefined: a
+   * delete) and how many of them wait, so that reads see them before they reach the memtable.
+   */
+  private readonly waitingForRoom = new Map<string, { value: Uint8Array | undefined; writes: number }>();
   private readonly compactPointers: (Uint8Array | undefined)[] = new Array<Uint8Array | undefined>(levelsMax).fill(undefined);
   private bytesFlushed = 0;
   private bytesCompacted = 0;
@@ -282,6 +288,10 @@ export class LsmEngine implements Engine {
 
   get(key: Uint8Array): MaybePromise<Uint8Array | undefined> {
     this.checkOpen();
+    if (this.waitingForRoom.size > 0) {
+      const waiting = this.waitingForRoom.get(Buffer.from(key.buffer, key.byteOffset, key.length).toString('latin1'));
+      if (waiting !== undefined) return waiting.value;
+    }
     const version = this.version;
     const hit = this.active.get(key);
     if (hit !== undefined) return this.visible(version, key, hit);
@@ -415,13 +425,35 @@ export class LsmEngine implements Engine {
     if (operations.length === 0) return Promise.resolve();
     // Applied now, the log record and the memtable copy the bytes before this returns. A write
     // that has to wait for room takes private copies: the caller may reuse its buffers.
-    if (!this.stalled()) return this.append(operations);
+    if (!this.stalled() && this.roomQueue.length === 0) return this.append(operations);
     const copies = operations.map((operation): BatchOperation =>
       operation.type === 'put'
         ? { type: 'put', key: Buffer.from(operation.key), value: Buffer.from(operation.value) }
         : { type: 'delete', key: Buffer.from(operation.key) },
     );
-    return this.whenRoom(() => this.append(copies));
+    // Reads see the write at once, as the Engine contract says, while it waits: a caller's next
+    // read-modify-write of the key must build on it (the simulator found a dot given twice when
+    // a coordinated write stalled and the next write of its key read the value before it).
+    const names = copies.map((operation) => Buffer.from(operation.key).toString('latin1'));
+    copies.forEach((operation, index) => {
+      const name = names[index] as string;
+      const waiting = this.waitingForRoom.get(name);
+      const value = operation.type === 'put' ? operation.value : undefined;
+      this.waitingForRoom.set(name, { value, writes: (waiting?.writes ?? 0) + 1 });
+    });
+    const applied = (): void => {
+      for (const name of names) {
+        const waiting = this.waitingForRoom.get(name);
+        if (waiting === undefined) continue;
+        if (waiting.writes <= 1) this.waitingForRoom.delete(name);
+        else waiting.writes -= 1;
+      }
+    };
+    return this.whenRoom(() => {
+      // In the memtable from here on (or failed, and then nothing is served until a reopen).
+      applied();
+      return this.append(copies);
+    });
   }
 
   /**
@@ -473,9 +505,12 @@ export class LsmEngine implements Engine {
 
   /** Runs `write` now, or once flushes and compactions have made room (write stall). */
   private whenRoom(write: () => Promise<void>): Promise<void> {
-    if (!this.stalled()) return settledAsPromise(write);
+    // Behind the writes already waiting even when there is room now: a write that overtook a
+    // waiting one of the same key would be overwritten by it (the simulator found the older
+    // value back after a stall).
+    if (!this.stalled() && this.roomQueue.length === 0) return settledAsPromise(write);
     mark('lsm.write-stalled');
-    return new Promise<void>((resolve) => this.roomWaiters.push(resolve)).then(() => this.whenRoom(write));
+    return new Promise<void>((resolve, reject) => this.roomQueue.push({ write, resolve, reject }));
   }
 
   private stalled(): boolean {
@@ -486,11 +521,14 @@ export class LsmEngine implements Engine {
     );
   }
 
+  /** Room may have come (or writing failed for good): waiting writes go, in order, while there is room. */
   private wakeWaiters(): void {
-    const waiters = this.roomWaiters;
-    this.roomWaiters = [];
-    for (const wake of waiters) wake();
+    while (this.roomQueue.length > 0 && !this.stalled()) {
+      const next = this.roomQueue.shift()!;
+      settledAsPromise(next.write).then(next.resolve, next.reject);
+    }
   }
+
 
   private getFromTables(version: Version, tables: readonly Table[], start: number, key: Uint8Array): MaybePromise<Uint8Array | undefined> {
     for (let index = start; index < tables.length; index++) {
