@@ -222,13 +222,7 @@ export class AntiEntropy {
     const partitions = [...this.awaitingTransfer.keys()].sort((a, b) => a - b);
     const members = this.options.membership.current.members.filter((member) => member.nodeId !== this.options.self && member.status !== 'removed' && this.options.membership.isUp(member.nodeId));
     const answers = await Promise.all(
-      members.map(async (member) => {
-        try {
-          return (await this.options.messenger.request(member.address, transferMessages.pending, { target: this.options.self, partitions }, { timeoutMs: this.options.requestTimeoutMs })) as unknown as PendingTransfersAnswer;
-        } catch {
-          return undefined;
-        }
-      }),
+      members.map((member) => this.request<PendingTransfersAnswer>(member.nodeId, transferMessages.pending, { target: this.options.self, partitions }).catch(() => undefined)),
     );
     const current = this.options.membership.ring;
     if (current.epoch !== ring.epoch || current.claimant !== ring.claimant) return;
@@ -504,8 +498,8 @@ export class AntiEntropy {
   private async fetchAndMerge(peer: string, engineKeys: readonly Buffer[]): Promise<void> {
     const reply = await this.request<{ objects: (Uint8Array | null)[] }>(peer, antiEntropyMessages.fetch, { engineKeys });
     this.counters.bytesSent += engineKeys.reduce((sum, key) => sum + key.length, 0);
-    // All at once: with sync always the merges share the commit log's fsyncs (one merge after
-    // the other waited for one fsync each, which bounded a wiped node's restore).
+    // All at once: with sync always the merges share the commit log's fsyncs instead of waiting
+    // for one fsync each.
     const merged = await Promise.all(
       reply.objects.map((object, index) => {
         const parsed = parseStorageKey(engineKeys[index] as Buffer);

@@ -180,7 +180,7 @@ export class LsmEngine implements Engine {
   /** The error of the last background step while its retry waits. */
   private retryPending: Error | undefined;
   /** Writes waiting for room (a write stall), oldest first: they go in this order, before any later write. */
-  private roomQueue: { readonly write: () => Promise<void>; readonly resolve: () => void; readonly reject: (error: unknown) => void }[] = [];
+  private readonly roomQueue: { readonly write: () => Promise<void>; readonly resolve: () => void; readonly reject: (error: unknown) => void }[] = [];
   /**
    * Writes waiting for room (a write stall), by key (latin1): the newest value (undefined: a
    * delete) and how many of them wait, so that reads see them before they reach the memtable.
@@ -425,7 +425,7 @@ export class LsmEngine implements Engine {
     if (operations.length === 0) return Promise.resolve();
     // Applied now, the log record and the memtable copy the bytes before this returns. A write
     // that has to wait for room takes private copies: the caller may reuse its buffers.
-    if (!this.stalled() && this.roomQueue.length === 0) return this.append(operations);
+    if (!this.mustWait()) return this.append(operations);
     const copies = operations.map((operation): BatchOperation =>
       operation.type === 'put'
         ? { type: 'put', key: Buffer.from(operation.key), value: Buffer.from(operation.value) }
@@ -508,9 +508,14 @@ export class LsmEngine implements Engine {
     // Behind the writes already waiting even when there is room now: a write that overtook a
     // waiting one of the same key would be overwritten by it (the simulator found the older
     // value back after a stall).
-    if (!this.stalled() && this.roomQueue.length === 0) return settledAsPromise(write);
+    if (!this.mustWait()) return settledAsPromise(write);
     mark('lsm.write-stalled');
     return new Promise<void>((resolve, reject) => this.roomQueue.push({ write, resolve, reject }));
+  }
+
+  /** A write now waits: no room, or earlier writes still wait for it. */
+  private mustWait(): boolean {
+    return this.roomQueue.length > 0 || this.stalled();
   }
 
   private stalled(): boolean {
@@ -528,7 +533,6 @@ export class LsmEngine implements Engine {
       settledAsPromise(next.write).then(next.resolve, next.reject);
     }
   }
-
 
   private getFromTables(version: Version, tables: readonly Table[], start: number, key: Uint8Array): MaybePromise<Uint8Array | undefined> {
     for (let index = start; index < tables.length; index++) {
