@@ -9,6 +9,13 @@ import { dirname } from 'node:path';
 export interface FileHandle {
   /** Reads up to `length` bytes at `position`; fewer at the end of the file. */
   read(position: number, length: number): Promise<Uint8Array>;
+  /**
+   * Reads up to `target.length` bytes at `position` into `target` before returning, and answers
+   * how many it read (fewer at the end of the file). It blocks the calling thread, so it is for
+   * bytes the OS most likely has in its page cache (see SyncReadGate). Optional: a file system
+   * without it is only read asynchronously.
+   */
+  readSync?(position: number, target: Uint8Array): number;
   /** Writes all of `data` at `position`. */
   write(data: Uint8Array, position: number): Promise<void>;
   /** Makes everything written so far durable (fsync). Until then a crash may lose it. */
@@ -80,6 +87,16 @@ class NodeFileHandle implements FileHandle {
       };
       readFrom(0);
     });
+  }
+
+  readSync(position: number, target: Uint8Array): number {
+    let offset = 0;
+    while (offset < target.length) {
+      const bytesRead = fs.readSync(this.fd, target, offset, target.length - offset, position + offset);
+      if (bytesRead === 0) break;
+      offset += bytesRead;
+    }
+    return offset;
   }
 
   write(data: Uint8Array, position: number): Promise<void> {

@@ -372,6 +372,14 @@ class MemoryFileHandle implements FileHandle {
     });
   }
 
+  readSync(position: number, target: Uint8Array): number {
+    this.check('read');
+    assert(Number.isInteger(position) && position >= 0, 'readSync: position is an integer >= 0');
+    const bytes = this.inode.current.view().subarray(position, position + target.length);
+    target.set(bytes);
+    return bytes.length;
+  }
+
   write(data: Uint8Array, position: number): Promise<void> {
     return attempt(() => {
       this.check('write');

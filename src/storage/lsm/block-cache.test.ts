@@ -97,4 +97,62 @@ describe('block cache', () => {
     assert.ok(cache.get('a', 0) !== undefined);
     assert.equal(cache.sizeBytes, 50);
   });
+
+  it('block cache: an evicted buffer from allocate serves the next allocate of its size class, charged whole', () => {
+    const cache = new BlockCache(3000);
+    const first = cache.allocate(1500);
+    assert.equal(first.length, 1500);
+    cache.set('a', 0, first);
+    assert.equal(cache.sizeBytes, 2048, 'a block in an allocated buffer is charged the whole buffer');
+    const second = cache.allocate(1800);
+    cache.set('a', 1, second);
+    assert.equal(cache.get('a', 0), undefined, 'the first block was evicted to make room');
+    const third = cache.allocate(1100);
+    assert.equal(third.buffer, first.buffer, 'the evicted buffer is reused');
+    assert.notEqual(cache.allocate(1100).buffer, first.buffer, 'and handed out once');
+    const released = cache.allocate(5000);
+    cache.release(released);
+    assert.equal(cache.allocate(4500).buffer, released.buffer, 'a released buffer is reused too');
+  });
+
+  it('block cache: a buffer is never reused while its block is cached or was retained by a get (property)', () => {
+    type Step = { type: 'set'; file: number; offset: number; bytes: number } | { type: 'get'; file: number; offset: number; retain: boolean } | { type: 'evict'; file: number };
+    const step: fc.Arbitrary<Step> = fc.oneof(
+      fc.record({ type: fc.constant('set' as const), file: fc.nat(2), offset: fc.nat(5), bytes: fc.integer({ min: 1, max: 3000 }) }),
+      fc.record({ type: fc.constant('get' as const), file: fc.nat(2), offset: fc.nat(5), retain: fc.boolean() }),
+      fc.record({ type: fc.constant('evict' as const), file: fc.nat(2) }),
+    );
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 12_000 }), fc.array(step, { maxLength: 150 }), (bytesMax, steps) => {
+        const cache = new BlockCache(bytesMax);
+        const retained: { block: Uint8Array; tag: number }[] = [];
+        const cached = new Map<string, { block: Uint8Array; tag: number }>();
+        let tag = 0;
+        for (const op of steps) {
+          const key = `${op.file}/${op.type === 'evict' ? 0 : op.offset}`;
+          if (op.type === 'set') {
+            tag = (tag % 250) + 1;
+            const block = cache.allocate(op.bytes);
+            block.fill(tag);
+            cache.set(`f${op.file}`, op.offset, block);
+            cached.set(key, { block, tag });
+          } else if (op.type === 'get') {
+            const block = cache.get(`f${op.file}`, op.offset, op.retain);
+            if (block !== undefined && op.retain) retained.push({ block, tag: cached.get(key)!.tag });
+          } else cache.evictFile(`f${op.file}`);
+          for (const [where, entry] of cached) {
+            const [file, offset] = where.split('/').map(Number) as [number, number];
+            const now = cache.get(`f${file}`, offset);
+            if (now === undefined) cached.delete(where);
+            else assert.ok(now === entry.block && entry.block.every((byte) => byte === entry.tag), `cached block ${where} kept its bytes`);
+          }
+          const buffers = [...cached.values()].map((entry) => entry.block.buffer);
+          assert.equal(new Set(buffers).size, buffers.length, 'no two cached blocks share a buffer');
+          for (const entry of retained) assert.ok(entry.block.every((byte) => byte === entry.tag), 'a retained block kept its bytes');
+          assert.ok(cache.sizeBytes <= bytesMax);
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
 });

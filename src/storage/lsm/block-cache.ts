@@ -5,16 +5,31 @@ import { assert } from '../../core/assert.js';
  * and evicted least recently used first. Only blocks whose checksum passed are ever put here
  * (the reader's job), so a corrupt block can never be served from the cache.
  *
- * A block is charged its byteLength; a block larger than the whole bound is not cached.
- * Callers must not mutate a block they get or set: it is shared.
+ * A block is charged its byteLength (a block in a buffer from `allocate`: the whole buffer); a
+ * block larger than the whole bound is not cached. Callers must not mutate a block they get or
+ * set: it is shared.
+ *
+ * Buffers come back: a block read into a buffer from `allocate` hands its buffer to the next
+ * `allocate` of its size class once it is evicted, as long as nobody was told they may keep it
+ * (`get(..., retain)`). A cold read then costs no new ArrayBuffer, which on this machine costs
+ * more than the 8 KiB pread itself (docs/storage-engine.md, "Reads that miss the block cache").
  */
 interface Node {
   readonly fileId: string;
   readonly blockOffset: number;
   readonly block: Uint8Array;
+  /** Bytes charged: the block's length, or its whole buffer when that came from `allocate`. */
+  readonly charge: number;
+  /** Whether its buffer may be reused once evicted: it came from `allocate` and no caller kept it. */
+  recyclable: boolean;
   newer: Node | undefined;
   older: Node | undefined;
 }
+
+/** Buffers from `allocate` are sized in steps of this many bytes, so blocks of similar sizes share them. */
+const sizeClassBytes = 1024;
+/** Evicted buffers kept for reuse, per size class. */
+const spareBuffersMax = 16;
 
 export class BlockCache {
   private readonly files = new Map<string, Map<number, Node>>();
@@ -25,6 +40,10 @@ export class BlockCache {
   private bytes = 0;
   private hitCount = 0;
   private missCount = 0;
+  /** Buffers `allocate` made, so that eviction knows which it may reuse. */
+  private readonly allocated = new WeakSet<ArrayBuffer>();
+  /** Evicted buffers to reuse, by size class. */
+  private readonly spare = new Map<number, ArrayBuffer[]>();
 
   constructor(readonly bytesMax: number) {
     assert(Number.isSafeInteger(bytesMax) && bytesMax >= 0, `block cache bytesMax must be an integer >= 0: ${bytesMax}`);
@@ -49,24 +68,50 @@ export class BlockCache {
     return count;
   }
 
-  get(fileId: string, blockOffset: number): Uint8Array | undefined {
+  /**
+   * The cached block, or undefined. `retain`: the caller keeps the block past this synchronous
+   * call (a scan stepping through it between awaits), so its buffer is never reused.
+   */
+  get(fileId: string, blockOffset: number, retain = false): Uint8Array | undefined {
     const node = this.files.get(fileId)?.get(blockOffset);
     if (node === undefined) {
       this.missCount++;
       return undefined;
     }
     this.hitCount++;
+    if (retain) node.recyclable = false;
     this.unlink(node);
     this.pushNewest(node);
     return node.block;
   }
 
+  /**
+   * A buffer of exactly `length` bytes for a block about to be read and cached, reusing an evicted
+   * block's buffer when one of its size class is spare. Contents are undefined. A caller that does
+   * not cache it may hand it back with `release`.
+   */
+  allocate(length: number): Uint8Array {
+    const sizeClass = Math.ceil(length / sizeClassBytes) * sizeClassBytes;
+    const buffer = this.spare.get(sizeClass)?.pop() ?? this.newBuffer(sizeClass);
+    return new Uint8Array(buffer, 0, length);
+  }
+
+  /** Gives back a buffer from `allocate` that was not cached and is no longer used. */
+  release(bytes: Uint8Array): void {
+    if (this.allocated.has(bytes.buffer as ArrayBuffer)) this.keepSpare(bytes.buffer as ArrayBuffer);
+  }
+
   set(fileId: string, blockOffset: number, block: Uint8Array): void {
     const existing = this.files.get(fileId)?.get(blockOffset);
     if (existing !== undefined) this.remove(existing);
-    if (block.byteLength > this.bytesMax) return;
-    while (this.bytes + block.byteLength > this.bytesMax) this.remove(this.oldest as Node);
-    const node: Node = { fileId, blockOffset, block, newer: undefined, older: undefined };
+    const owned = this.allocated.has(block.buffer as ArrayBuffer) && block.byteOffset === 0;
+    const charge = owned ? block.buffer.byteLength : block.byteLength;
+    if (charge > this.bytesMax) {
+      if (owned) this.keepSpare(block.buffer as ArrayBuffer);
+      return;
+    }
+    while (this.bytes + charge > this.bytesMax) this.remove(this.oldest as Node);
+    const node: Node = { fileId, blockOffset, block, charge, recyclable: owned, newer: undefined, older: undefined };
     let blocks = this.files.get(fileId);
     if (blocks === undefined) {
       blocks = new Map();
@@ -74,7 +119,7 @@ export class BlockCache {
     }
     blocks.set(blockOffset, node);
     this.pushNewest(node);
-    this.bytes += block.byteLength;
+    this.bytes += charge;
     assert(this.bytes <= this.bytesMax, 'block cache over its bound');
   }
 
@@ -90,7 +135,23 @@ export class BlockCache {
     const blocks = this.files.get(node.fileId);
     assert(blocks?.delete(node.blockOffset) === true, 'cached block missing from its file map');
     if (blocks.size === 0) this.files.delete(node.fileId);
-    this.bytes -= node.block.byteLength;
+    this.bytes -= node.charge;
+    if (node.recyclable) this.keepSpare(node.block.buffer as ArrayBuffer);
+  }
+
+  private newBuffer(bytes: number): ArrayBuffer {
+    const buffer = new ArrayBuffer(bytes);
+    this.allocated.add(buffer);
+    return buffer;
+  }
+
+  private keepSpare(buffer: ArrayBuffer): void {
+    let spare = this.spare.get(buffer.byteLength);
+    if (spare === undefined) {
+      spare = [];
+      this.spare.set(buffer.byteLength, spare);
+    }
+    if (spare.length < spareBuffersMax) spare.push(buffer);
   }
 
   private unlink(node: Node): void {

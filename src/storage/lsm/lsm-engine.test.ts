@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { SeededRandom } from '../../core/random.js';
 import { SystemClock } from '../../world/clock.js';
-import { NodeFileSystem } from '../../world/file-system.js';
+import { NodeFileSystem, type FileHandle, type FileSystem } from '../../world/file-system.js';
 import { createMemoryFileSystem } from '../../world/memory-file-system.js';
 import { tinyLsmOptions } from '../../../test/helpers/lsm-options.js';
 import { engineConformanceSuite } from '../engine-conformance.js';
@@ -24,6 +24,8 @@ function openOnMemory(options: Partial<LsmOptions> = {}): Promise<LsmEngine> {
 
 engineConformanceSuite('lsm', () => openOnMemory());
 engineConformanceSuite('lsm, tiny memtable and levels', () => openOnMemory(tinyOptions), { keyCount: 'upper-bound' });
+// Cold point reads default to synchronous block reads (SyncReadGate); this runs the thread-pool path.
+engineConformanceSuite('lsm, tiny memtable and levels, block reads in the thread pool', () => openOnMemory({ ...tinyOptions, syncReads: false }), { keyCount: 'upper-bound' });
 
 const scratch = await mkdtemp(join(tmpdir(), 'ringkv-lsm-'));
 after(() => rm(scratch, { recursive: true, force: true }));
@@ -130,6 +132,75 @@ describe('lsm engine: range deletions', () => {
       let count = 0;
       for await (const _entry of reopened.scan()) count += 1;
       assert.equal(count, 50);
+    } finally {
+      await reopened.close();
+    }
+  });
+});
+
+/** The system clock plus time the test adds: a synchronous read that "took" a millisecond. */
+class SlowedClock extends SystemClock {
+  addedMs = 0;
+  override nowMs(): number {
+    return super.nowMs() + this.addedMs;
+  }
+}
+
+let syncReads = 0;
+
+/** A file system whose synchronous reads take `readMs` of `clock`'s time each, as a disk (not the page cache) would. */
+function slowSyncReads(fs: FileSystem, clock: SlowedClock, readMs: () => number): FileSystem {
+  return new Proxy(fs, {
+    get(target, property, receiver) {
+      if (property !== 'open') return Reflect.get(target, property, receiver) as unknown;
+      return async (path: string, options: { create: boolean }): Promise<FileHandle> => {
+        const handle = await target.open(path, options);
+        return new Proxy(handle, {
+          get(inner, name, innerReceiver) {
+            if (name !== 'readSync') return Reflect.get(inner, name, innerReceiver) as unknown;
+            return (position: number, into: Uint8Array): number => {
+              syncReads++;
+              clock.addedMs += readMs();
+              return inner.readSync!(position, into);
+            };
+          },
+        });
+      };
+    },
+  });
+}
+
+describe('lsm engine: cold reads', () => {
+  const coldKey = (index: number): Buffer => Buffer.from(`k-${String(index).padStart(5, '0')}`);
+  it('cold gets read blocks synchronously while reads are fast, and go to the thread pool while they are slow; every value right', async () => {
+    const slowed = new SlowedClock();
+    let readMs = 0.001;
+    const fs = slowSyncReads(createMemoryFileSystem({ random: new SeededRandom(21) }), slowed, () => readMs);
+    const options = { ...tinyOptions, blockCacheBytes: 4096 };
+    const engine = await LsmEngine.open({ fs, clock: slowed }, '/d', options);
+    for (let index = 0; index < 600; index++) await engine.put(coldKey(index), Buffer.from(`value-${index}`));
+    await engine.settle();
+    await engine.close();
+    const reopened = await LsmEngine.open({ fs, clock: slowed }, '/d', options);
+    try {
+      let synchronous = 0;
+      for (let index = 0; index < 600; index += 3) {
+        const got = reopened.get(coldKey(index));
+        if (!(got instanceof Promise)) synchronous++;
+        assert.equal(Buffer.from((await got)!).toString(), `value-${index}`);
+      }
+      assert.equal(synchronous, 200, 'with fast reads every cold get answers without a Promise');
+      assert.equal(reopened.details().cache.syncReadsToPool, 0);
+
+      readMs = 1; // the data fell out of the page cache
+      const missesBefore = reopened.details().cache.misses;
+      const syncReadsBefore = syncReads;
+      for (let index = 1; index < 600; index += 3) assert.equal(Buffer.from((await reopened.get(coldKey(index)))!).toString(), `value-${index}`);
+      const { cache } = reopened.details();
+      assert.equal(cache.syncReadsToPool, 1, 'three slow reads sent the reads to the thread pool');
+      assert.equal(cache.slowSyncReads, 3);
+      assert.equal(syncReads - syncReadsBefore, 3, 'no synchronous read after the third slow one');
+      assert.ok(cache.misses - missesBefore > 20, `the other misses were read in the pool: ${cache.misses - missesBefore} misses`);
     } finally {
       await reopened.close();
     }

@@ -10,6 +10,7 @@ import { deleteSegmentsBefore, listSegments, replayCommitLog } from './commit-lo
 import { emptyManifest, orphanFiles, readManifest, tableFileName, writeManifest, type ManifestFile, type ManifestState } from './manifest.js';
 import { Memtable, type RangeTombstone } from './memtable.js';
 import { compareBytes } from './sstable-format.js';
+import { SyncReadGate } from './sync-read-gate.js';
 import { SstableReader, type SstableEntry } from './sstable-reader.js';
 import { SstableWriter } from './sstable-writer.js';
 import { mark } from '../../core/simulation-hooks.js';
@@ -65,6 +66,11 @@ export interface LsmOptions {
   readonly levelSizeMultiplier: number;
   readonly frozenMemtablesMax: number;
   readonly compactionSliceEntries: number;
+  /**
+   * Point reads that miss the block cache read their block on the calling thread while such reads
+   * stay fast (page cache hits), else in the thread pool (SyncReadGate); false: always the pool.
+   */
+  readonly syncReads: boolean;
 }
 
 export const lsmDefaults: LsmOptions = {
@@ -83,6 +89,7 @@ export const lsmDefaults: LsmOptions = {
   levelSizeMultiplier: 10,
   frozenMemtablesMax: 2,
   compactionSliceEntries: 512,
+  syncReads: true,
 };
 
 /** Delay before failed background work (a flush or compaction that hit a disk error) is tried again. */
@@ -113,7 +120,8 @@ export interface LsmDetails {
   readonly levels: readonly { readonly tables: number; readonly bytes: number }[];
   readonly memtableBytes: number;
   readonly frozenMemtables: number;
-  readonly cache: { readonly bytes: number; readonly hits: number; readonly misses: number };
+  /** `syncReadsToPool`: times slow synchronous block reads sent reads to the thread pool a while (SyncReadGate). */
+  readonly cache: { readonly bytes: number; readonly hits: number; readonly misses: number; readonly slowSyncReads: number; readonly syncReadsToPool: number };
   /** Bytes written to tables by flushes and compactions, to the commit log, and bytes the clients wrote (keys + values), since open. */
   readonly bytesFlushed: number;
   readonly bytesLogged: number;
@@ -203,6 +211,7 @@ export class LsmEngine implements Engine {
     private readonly dir: string,
     private readonly options: LsmOptions,
     private readonly cache: BlockCache,
+    private readonly syncReads: SyncReadGate | undefined,
     private writer: CommitLogWriter,
     private manifest: ManifestState,
     levels: Table[][],
@@ -228,11 +237,12 @@ export class LsmEngine implements Engine {
     await deleteSegmentsBefore(fs, dir, manifest.logSegmentFloor);
 
     const cache = new BlockCache(resolved.blockCacheBytes);
+    const syncReads = resolved.syncReads ? new SyncReadGate(clock) : undefined;
     const levels: Table[][] = Array.from({ length: levelsMax }, () => []);
     try {
       for (const file of manifest.files) {
         const path = `${dir}/${tableFileName(file.id)}`;
-        levels[file.level]!.push(new Table(file, await SstableReader.open(fs, path, cache), path));
+        levels[file.level]!.push(new Table(file, await SstableReader.open(fs, path, cache, syncReads), path));
       }
     } catch (error) {
       for (const table of levels.flat()) await table.reader.close();
@@ -270,7 +280,7 @@ export class LsmEngine implements Engine {
       },
       { segment: nextSegment, nextSequence },
     ));
-    const engine = new LsmEngine(world, dir, resolved, cache, writer, manifest, levels, recovered);
+    const engine = new LsmEngine(world, dir, resolved, cache, syncReads, writer, manifest, levels, recovered);
     if (replay.records > 0) mark('commit-log.replayed');
     world.onEvent?.({
       kind: 'recovered',
@@ -359,7 +369,7 @@ export class LsmEngine implements Engine {
       levels: this.version.levels.map((level) => ({ tables: level.length, bytes: levelBytes(level) })),
       memtableBytes: this.active.sizeBytes,
       frozenMemtables: this.version.frozen.length,
-      cache: { bytes: this.cache.sizeBytes, hits: this.cache.hits, misses: this.cache.misses },
+      cache: { bytes: this.cache.sizeBytes, hits: this.cache.hits, misses: this.cache.misses, slowSyncReads: this.syncReads?.slowReads ?? 0, syncReadsToPool: this.syncReads?.switchesToPool ?? 0 },
       bytesFlushed: this.bytesFlushed,
       bytesLogged: this.writer.bytesWritten,
       bytesCompacted: this.bytesCompacted,
@@ -749,7 +759,7 @@ export class LsmEngine implements Engine {
       const info = await writer.finish();
       writer = undefined;
       const file: ManifestFile = { id, level, ...info };
-      const reader = await SstableReader.open(this.world.fs, info.path, this.cache);
+      const reader = await SstableReader.open(this.world.fs, info.path, this.cache, this.syncReads);
       written.push(new Table(file, reader, info.path));
     };
     try {

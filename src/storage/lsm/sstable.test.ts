@@ -6,8 +6,10 @@ import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import { AssertionError } from '../../core/assert.js';
 import { ErrorCode, RingkvError } from '../../core/errors.js';
+import { SystemClock } from '../../world/clock.js';
 import { NodeFileSystem } from '../../world/file-system.js';
 import { BlockCache } from './block-cache.js';
+import { SyncReadGate } from './sync-read-gate.js';
 import { footerBytes } from './sstable-format.js';
 import { SstableReader } from './sstable-reader.js';
 import { SstableWriter, type SstableEntry, type SstableOptions } from './sstable-writer.js';
@@ -18,6 +20,13 @@ const fs = new NodeFileSystem();
 let directory = '';
 let fileNumber = 0;
 const nextPath = (): string => join(directory, `${++fileNumber}.sst`);
+
+/** Both ways a cold get reads its block: in the thread pool, and on this thread (SyncReadGate). */
+const readPaths = ['pool', 'sync'] as const;
+type ReadPath = (typeof readPaths)[number];
+function openTable(path: string, cache: BlockCache, reads: ReadPath = 'pool'): Promise<SstableReader> {
+  return SstableReader.open(fs, path, cache, reads === 'sync' ? new SyncReadGate(new SystemClock()) : undefined);
+}
 
 before(async () => {
   directory = await mkdtemp(join(tmpdir(), 'ringkv-sstable-'));
@@ -103,8 +112,8 @@ function smallTable(): SstableEntry[] {
 }
 
 describe('sstable', () => {
-  for (const compression of ['snappy', 'none'] as const) {
-    it(`sstable: round trip of random sorted entries (property, compression ${compression}, 1 KiB blocks, cache 0 / 4 KiB / 1 MiB)`, async () => {
+  for (const compression of ['snappy', 'none'] as const) for (const reads of readPaths) {
+    it(`sstable: round trip of random sorted entries (property, compression ${compression}, ${reads} reads, 1 KiB blocks, cache 0 / 4 KiB / 1 MiB)`, async () => {
       await fc.assert(
         fc.asyncProperty(entriesArbitrary, fc.array(keyArbitrary, { maxLength: 40 }), fc.option(keyArbitrary), fc.option(keyArbitrary), fc.constantFrom(0, 4096, 1 << 20), async (entries, probes, gte, lt, cacheBytes) => {
           const path = nextPath();
@@ -114,7 +123,7 @@ describe('sstable', () => {
           assert.deepEqual(Buffer.from(info.largestKey), Buffer.from(entries[entries.length - 1]!.key));
           assert.equal(info.smallestSequence, Math.min(...entries.map((entry) => entry.sequence)));
           assert.equal(info.largestSequence, Math.max(...entries.map((entry) => entry.sequence)));
-          const reader = await SstableReader.open(fs, path, new BlockCache(cacheBytes));
+          const reader = await openTable(path, new BlockCache(cacheBytes), reads);
           try {
             assert.equal(reader.info.fileBytes, info.fileBytes);
             for (const entry of entries) assertEntry(await reader.get(entry.key), entry);
@@ -212,6 +221,44 @@ describe('sstable', () => {
     assert.equal(cache.sizeBytes, 0, 'close drops the table from the cache');
   });
 
+  it('sstable: with sync reads a cold get answers without a Promise, reusing evicted cache buffers; a block a scan holds is never reused', async () => {
+    const entries = Array.from({ length: 400 }, (_unused, index) => ({ key: Buffer.from(`key-${String(index).padStart(4, '0')}`), sequence: index + 1, value: Buffer.from(`value ${index} `.repeat(4)) }));
+    const path = nextPath();
+    await writeTable(path, entries, { blockBytes: 1024, compression: 'none' });
+    // Room for two of these blocks (each charged a 2 KiB buffer): cold gets keep evicting.
+    const cache = new BlockCache(2 * 2048);
+    const seen = new Set<ArrayBufferLike>();
+    let reused = 0;
+    const allocate = cache.allocate.bind(cache);
+    cache.allocate = (length: number): Uint8Array => {
+      const buffer = allocate(length);
+      if (seen.has(buffer.buffer)) reused++;
+      seen.add(buffer.buffer);
+      return buffer;
+    };
+    const reader = await openTable(path, cache, 'sync');
+    // The first block, read synchronously into a reusable buffer, then taken by a scan from the cache.
+    assertEntry(reader.get(entries[0]!.key) as SstableEntry, entries[0]);
+    const scan = reader.scan()[Symbol.asyncIterator]();
+    const first = await scan.next();
+    assertEntry(first.value as SstableEntry, entries[0]);
+    for (let round = 0; round < 3; round++) {
+      for (const [index, entry] of entries.entries()) {
+        const got = reader.get(entry.key);
+        assert.ok(!(got instanceof Promise), `get ${index}: a synchronous read answers without a Promise`);
+        assertEntry(got, entry);
+      }
+    }
+    assert.ok(cache.misses > 40 && reused > 40, `the cache kept missing (${cache.misses} misses) and reusing buffers (${reused})`);
+    // The scan's block was evicted long ago; had its buffer been reused, the rest of it would read
+    // another block's entries.
+    const rest: SstableEntry[] = [];
+    for (let next = await scan.next(); next.done !== true; next = await scan.next()) rest.push(next.value);
+    assert.equal(rest.length, entries.length - 1);
+    rest.forEach((entry, index) => assertEntry(entry, entries[index + 1]));
+    await reader.close();
+  });
+
   it('sstable: a scan with fillCache false and a reverse scan read every entry; only the former leaves the cache empty', async () => {
     const entries = smallTable();
     const path = nextPath();
@@ -290,7 +337,7 @@ describe('sstable', () => {
     await assert.rejects(SstableReader.open(fs, path, new BlockCache(0)), (error) => isCorruption(error) && String(error).includes('magic'));
   });
 
-  it('sstable: a corrupt data block is reported with file and offset, never cached, and readable once repaired', async () => {
+  for (const reads of readPaths) it(`sstable: a corrupt data block is reported with file and offset, never cached, and readable once repaired (${reads} reads)`, async () => {
     const entries = smallTable();
     const path = nextPath();
     await writeTable(path, entries, { blockBytes: 1024 });
@@ -299,10 +346,10 @@ describe('sstable', () => {
     damaged[3] = damaged[3]! ^ 0x10; // inside the first data block
     await writeFile(path, damaged);
     const cache = new BlockCache(1 << 20);
-    const reader = await SstableReader.open(fs, path, cache);
+    const reader = await openTable(path, cache, reads);
     for (let attempt = 0; attempt < 2; attempt++) {
       await assert.rejects(
-        Promise.resolve(reader.get(entries[0]!.key)),
+        Promise.resolve().then(() => reader.get(entries[0]!.key)),
         (error) => isCorruption(error) && String(error).includes(path) && String(error).includes('offset 0'),
       );
       assert.equal(cache.blocks, 0, 'a block that failed its checksum is not cached');
@@ -313,8 +360,8 @@ describe('sstable', () => {
     await reader.close();
   });
 
-  for (const compression of ['snappy', 'none'] as const) {
-    it(`sstable: every single-bit flip is detected, never served (every byte, compression ${compression})`, async () => {
+  for (const compression of ['snappy', 'none'] as const) for (const reads of readPaths) {
+    it(`sstable: every single-bit flip is detected, never served (every byte, compression ${compression}, ${reads} reads)`, async () => {
       const entries = smallTable();
       const path = nextPath();
       const info = await writeTable(path, entries, { blockBytes: 1024, compression });
@@ -328,7 +375,7 @@ describe('sstable', () => {
         await writeFile(path, damaged);
         let reader: SstableReader;
         try {
-          reader = await SstableReader.open(fs, path, new BlockCache(1 << 20));
+          reader = await openTable(path, new BlockCache(1 << 20), reads);
         } catch (error) {
           assert.ok(isCorruption(error), `flip at ${position}: ${String(error)}`);
           detectedOnOpen++;
