@@ -171,7 +171,9 @@ export class SimNode {
     const world = {
       clock: scheduler.clock(incarnation, () => this.clockSkewMs),
       random: new SeededRandom(seeds),
-      fs: incarnationDisk(this.disk, incarnation, scheduler, { syncMs: () => 2 + this.cluster.options.random.nextFloat() * 18 }),
+      // Half the incarnations read cold blocks synchronously, half in the "pool" (from the seed
+      // already drawn, so schedules of earlier seeds stay as they were).
+      fs: incarnationDisk(this.disk, incarnation, scheduler, { syncMs: () => 2 + this.cluster.options.random.nextFloat() * 18 }, { syncReads: (seeds & 1) === 1 }),
       logger: traceLogger(trace, this.nodeId),
       clientApis: false,
       yieldNow: () => new Promise<void>((resolve) => scheduler.clock(incarnation).setTimer(0, resolve)),

@@ -77,12 +77,17 @@ export interface DiskLatency {
  * crash, minus what was not synced), with fsyncs that take virtual time, fenced so that a dead
  * incarnation's leftover promise chains can never touch the disk its successor uses: every call
  * after the crash, and every fsync the crash interrupted, never completes (the process is gone).
+ * `syncReads`: whether handles offer readSync, so that both ways the engine reads a block that
+ * misses its cache get simulated.
  */
-export function incarnationDisk(disk: MemoryFileSystem, owner: Incarnation, scheduler: Scheduler, latency: DiskLatency): FileSystem {
+export function incarnationDisk(disk: MemoryFileSystem, owner: Incarnation, scheduler: Scheduler, latency: DiskLatency, options: { readonly syncReads: boolean }): FileSystem {
   const never = <T>(): Promise<T> => new Promise<T>(() => {});
   const guard = <T>(operation: () => Promise<T>): Promise<T> => (owner.alive ? operation() : never<T>());
   const wrapHandle = (handle: FileHandle): FileHandle => ({
     read: (position, length) => guard(() => handle.read(position, length)),
+    // Synchronous reads (the LSM engine's cold point reads) take no virtual time; a dead
+    // incarnation may still read, which changes nothing. Without them the engine reads in the "pool".
+    ...(options.syncReads && handle.readSync !== undefined ? { readSync: (position: number, target: Uint8Array) => handle.readSync!(position, target) } : {}),
     write: (data, position) => guard(() => handle.write(data, position)),
     sync: () =>
       guard(

@@ -112,7 +112,25 @@ describe('block cache', () => {
     assert.notEqual(cache.allocate(1100).buffer, first.buffer, 'and handed out once');
     const released = cache.allocate(5000);
     cache.release(released);
+    cache.release(released);
+    assert.equal(cache.spareSizeBytes, 5120, 'a buffer given back twice is kept once');
     assert.equal(cache.allocate(4500).buffer, released.buffer, 'a released buffer is reused too');
+    assert.notEqual(cache.allocate(4500).buffer, released.buffer);
+    const big = cache.allocate(200_000);
+    cache.release(big);
+    assert.equal(cache.spareSizeBytes, 0, 'buffers of big blocks are not kept');
+    for (let index = 0; index < 64; index++) cache.release(cache.allocate(1024 * (1 + index)));
+    assert.ok(cache.spareSizeBytes <= 1024 * 1024, `spare buffers stay bounded: ${cache.spareSizeBytes}`);
+  });
+
+  it('block cache: setting the same buffer again under its key keeps it out of the spares', () => {
+    const cache = new BlockCache(10_000);
+    const block = cache.allocate(1000);
+    cache.set('a', 0, block);
+    cache.set('a', 0, block);
+    assert.equal(cache.spareSizeBytes, 0);
+    assert.notEqual(cache.allocate(1000).buffer, block.buffer, 'a cached buffer is never handed out');
+    assert.equal(cache.get('a', 0), block);
   });
 
   it('block cache: a buffer is never reused while its block is cached or was retained by a get (property)', () => {

@@ -30,6 +30,10 @@ interface Node {
 const sizeClassBytes = 1024;
 /** Evicted buffers kept for reuse, per size class. */
 const spareBuffersMax = 16;
+/** Buffers larger than this (blocks of big values) are not kept for reuse. */
+const spareBufferBytesMax = 64 * 1024;
+/** Bytes of spare buffers kept in all, beside the bound on cached bytes. */
+const spareBytesMax = 1024 * 1024;
 
 export class BlockCache {
   private readonly files = new Map<string, Map<number, Node>>();
@@ -44,6 +48,7 @@ export class BlockCache {
   private readonly allocated = new WeakSet<ArrayBuffer>();
   /** Evicted buffers to reuse, by size class. */
   private readonly spare = new Map<number, ArrayBuffer[]>();
+  private spareBytes = 0;
 
   constructor(readonly bytesMax: number) {
     assert(Number.isSafeInteger(bytesMax) && bytesMax >= 0, `block cache bytesMax must be an integer >= 0: ${bytesMax}`);
@@ -91,9 +96,10 @@ export class BlockCache {
    * not cache it may hand it back with `release`.
    */
   allocate(length: number): Uint8Array {
-    const sizeClass = Math.ceil(length / sizeClassBytes) * sizeClassBytes;
-    const buffer = this.spare.get(sizeClass)?.pop() ?? this.newBuffer(sizeClass);
-    return new Uint8Array(buffer, 0, length);
+    const sizeClass = Math.max(1, Math.ceil(length / sizeClassBytes)) * sizeClassBytes;
+    const reused = this.spare.get(sizeClass)?.pop();
+    if (reused !== undefined) this.spareBytes -= reused.byteLength;
+    return new Uint8Array(reused ?? this.newBuffer(sizeClass), 0, length);
   }
 
   /** Gives back a buffer from `allocate` that was not cached and is no longer used. */
@@ -103,7 +109,11 @@ export class BlockCache {
 
   set(fileId: string, blockOffset: number, block: Uint8Array): void {
     const existing = this.files.get(fileId)?.get(blockOffset);
-    if (existing !== undefined) this.remove(existing);
+    if (existing !== undefined) {
+      // The same buffer set again must not also become spare.
+      if (existing.block.buffer === block.buffer) existing.recyclable = false;
+      this.remove(existing);
+    }
     const owned = this.allocated.has(block.buffer as ArrayBuffer) && block.byteOffset === 0;
     const charge = owned ? block.buffer.byteLength : block.byteLength;
     if (charge > this.bytesMax) {
@@ -146,12 +156,20 @@ export class BlockCache {
   }
 
   private keepSpare(buffer: ArrayBuffer): void {
+    if (buffer.byteLength > spareBufferBytesMax || this.spareBytes + buffer.byteLength > spareBytesMax) return;
     let spare = this.spare.get(buffer.byteLength);
     if (spare === undefined) {
       spare = [];
       this.spare.set(buffer.byteLength, spare);
     }
-    if (spare.length < spareBuffersMax) spare.push(buffer);
+    if (spare.length >= spareBuffersMax || spare.includes(buffer)) return;
+    spare.push(buffer);
+    this.spareBytes += buffer.byteLength;
+  }
+
+  /** Bytes of evicted buffers kept for reuse (at most 1 MiB, not counted in `sizeBytes`). */
+  get spareSizeBytes(): number {
+    return this.spareBytes;
   }
 
   private unlink(node: Node): void {

@@ -106,7 +106,15 @@ export class SstableReader {
     if (!this.mayContain(key)) return undefined;
     const blockIndex = this.blockFor(key);
     assert(blockIndex < this.blocks, 'a key within range has a block');
-    const cached = this.cache.get(this.fileId, this.offsets[blockIndex] as number) ?? this.readBlockNow(blockIndex);
+    let cached = this.cache.get(this.fileId, this.offsets[blockIndex] as number);
+    if (cached === undefined) {
+      try {
+        cached = this.readBlockNow(blockIndex);
+      } catch (error) {
+        // Failed reads reject, as they do on the thread pool.
+        return Promise.reject(error as Error);
+      }
+    }
     if (cached !== undefined) return this.findInBlock(cached, blockIndex, key);
     return this.loadBlock(blockIndex).then((contents) => this.findInBlock(contents, blockIndex, key));
   }
@@ -213,8 +221,13 @@ export class SstableReader {
     const stored = this.cache.allocate(length);
     let contents: Uint8Array;
     try {
-      const bytesRead = readSync.call(this.handle, offset, stored);
-      this.syncReads.finished(startedMs);
+      let bytesRead: number;
+      try {
+        bytesRead = readSync.call(this.handle, offset, stored);
+      } finally {
+        // A read that failed slowly (a failing disk's timeouts) counts as slow too.
+        this.syncReads.finished(startedMs);
+      }
       if (bytesRead !== length) throw corruption(this.info.path, `short read at ${offset}: ${bytesRead} of ${length} bytes`);
       contents = verifyBlock(stored, { offset, size: length - blockTrailerBytes }, this.info.path, true);
     } catch (error) {
@@ -287,8 +300,8 @@ function verifyBlock(stored: Uint8Array, handle: BlockHandle, path: string, owns
 }
 
 /**
- * The same bytes as a plain Uint8Array. A Buffer's `slice` is a view, not a copy: the reader
- * copies values out of cached blocks with `slice`, so it must never hold a Buffer.
+ * The same bytes as a plain Uint8Array. A Buffer's `slice` is a view, not a copy: blocks are
+ * held as plain arrays so that copying one (verifyBlock's `slice`) really copies.
  */
 function plain(bytes: Uint8Array): Uint8Array {
   return Buffer.isBuffer(bytes) ? new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) : bytes;
