@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { BloomFilter, BloomFilterBuilder, bloomProbes } from './bloom-filter.js';
+import { BloomFilter, BloomFilterBuilder, bloomKeyHash, bloomProbes } from './bloom-filter.js';
 
 function keyOf(prefix: number, index: number): Uint8Array {
   const key = new Uint8Array(16);
@@ -37,6 +37,16 @@ describe('bloom filter', () => {
           for (const key of keys) assert.ok(filter.mayContain(key));
         },
       ),
+      { numRuns: 200 },
+    );
+  });
+
+  it('bloom filter: asking with a hash computed once answers as asking with the key (property, present and absent keys)', () => {
+    fc.assert(
+      fc.property(fc.array(fc.uint8Array({ maxLength: 24 }), { maxLength: 200 }), fc.array(fc.uint8Array({ maxLength: 24 }), { maxLength: 200 }), fc.integer({ min: 1, max: 20 }), (keys, probes, bitsPerKey) => {
+        const filter = build(keys, bitsPerKey);
+        for (const key of [...keys, ...probes]) assert.equal(filter.mayContainHashed(bloomKeyHash(key)), filter.mayContain(key));
+      }),
       { numRuns: 200 },
     );
   });

@@ -26,6 +26,16 @@ function keyHash(key: Uint8Array, into: Uint32Array, at: number): void {
   into[at + 1] = hashHalves[1] as number;
 }
 
+/**
+ * The hash a key is looked up by in every filter ([h1, h2]): a point read computes it once and
+ * asks each table with it (`mayContainHashed`), rather than hashing the key again per table.
+ */
+export function bloomKeyHash(key: Uint8Array): Uint32Array {
+  const hash = new Uint32Array(2);
+  keyHash(key, hash, 0);
+  return hash;
+}
+
 export function bloomProbes(bitsPerKey: number): number {
   return Math.min(probesMax, Math.max(1, Math.round(bitsPerKey * Math.LN2)));
 }
@@ -97,8 +107,13 @@ export class BloomFilter {
 
   mayContain(key: Uint8Array): boolean {
     keyHash(key, this.scratch, 0);
-    let position = (this.scratch[0] as number) % this.bits;
-    const step = (this.scratch[1] as number) % this.bits;
+    return this.mayContainHashed(this.scratch);
+  }
+
+  /** mayContain for the key whose bloomKeyHash is `hash`. */
+  mayContainHashed(hash: Uint32Array): boolean {
+    let position = (hash[0] as number) % this.bits;
+    const step = (hash[1] as number) % this.bits;
     for (let probe = 0; probe < this.probes; probe++) {
       if (((this.encoded[position >>> 3] as number) & (1 << (position & 7))) === 0) return false;
       position += step;

@@ -5,6 +5,7 @@ import type { Clock } from '../../world/clock.js';
 import { mkdirDurable, type FileSystem } from '../../world/file-system.js';
 import type { BatchOperation, Engine, EngineEntry, EngineStats, KeyRange, MaybePromise, ScanRange } from '../engine.js';
 import { BlockCache } from './block-cache.js';
+import { bloomKeyHash } from './bloom-filter.js';
 import { CommitLogWriter, type LogOperation, type SyncPolicy } from './commit-log-writer.js';
 import { deleteSegmentsBefore, listSegments, replayCommitLog } from './commit-log-reader.js';
 import { emptyManifest, orphanFiles, readManifest, tableFileName, writeManifest, type ManifestFile, type ManifestState } from './manifest.js';
@@ -309,7 +310,8 @@ export class LsmEngine implements Engine {
       const found = memtable.get(key);
       if (found !== undefined) return this.visible(version, key, found);
     }
-    return this.getFromTables(version, candidateTables(version, key), 0, key);
+    const tables = candidateTables(version, key);
+    return tables.length === 0 ? undefined : this.getFromTables(version, tables, 0, key, bloomKeyHash(key));
   }
 
   /** The newest entry's value, unless a newer range deletion covers the key. */
@@ -544,13 +546,14 @@ export class LsmEngine implements Engine {
     }
   }
 
-  private getFromTables(version: Version, tables: readonly Table[], start: number, key: Uint8Array): MaybePromise<Uint8Array | undefined> {
+  /** `hash`: the key's bloomKeyHash, computed once for every table asked. */
+  private getFromTables(version: Version, tables: readonly Table[], start: number, key: Uint8Array, hash: Uint32Array): MaybePromise<Uint8Array | undefined> {
     for (let index = start; index < tables.length; index++) {
-      const found = tables[index]!.reader.get(key);
+      const found = tables[index]!.reader.get(key, hash);
       if (found instanceof Promise) {
         version.refs += 1;
         return found
-          .then((entry) => (entry === undefined ? this.getFromTables(version, tables, index + 1, key) : this.visible(version, key, entry)))
+          .then((entry) => (entry === undefined ? this.getFromTables(version, tables, index + 1, key, hash) : this.visible(version, key, entry)))
           .finally(() => this.release(version));
       }
       if (found !== undefined) return this.visible(version, key, found);

@@ -90,20 +90,23 @@ export class SstableReader {
     }
   }
 
-  /** False when the key is certainly not in this table (bloom filter or key range). */
-  mayContain(key: Uint8Array): boolean {
+  /**
+   * False when the key is certainly not in this table (bloom filter or key range). `hash`: the
+   * key's bloomKeyHash, when the caller asks several tables about one key.
+   */
+  mayContain(key: Uint8Array, hash?: Uint32Array): boolean {
     if (compareBytes(key, this.info.smallestKey) < 0 || compareBytes(key, this.info.largestKey) > 0) return false;
-    return this.filter.mayContain(key);
+    return hash === undefined ? this.filter.mayContain(key) : this.filter.mayContainHashed(hash);
   }
 
   /**
-   * The entry for `key` in this table, or undefined. Synchronous (no Promise) when the filter or
+   * The entry for `key` in this table, or undefined (`hash`: see mayContain). Synchronous (no Promise) when the filter or
    * key range rules the key out, when its block is in the cache, or when the block is read
    * synchronously (see `open`).
    */
-  get(key: Uint8Array): MaybePromise<SstableEntry | undefined> {
+  get(key: Uint8Array, hash?: Uint32Array): MaybePromise<SstableEntry | undefined> {
     assert(!this.closed, 'SstableReader.get after close');
-    if (!this.mayContain(key)) return undefined;
+    if (!this.mayContain(key, hash)) return undefined;
     const blockIndex = this.blockFor(key);
     assert(blockIndex < this.blocks, 'a key within range has a block');
     let cached = this.cache.get(this.fileId, this.offsets[blockIndex] as number);
