@@ -4,8 +4,9 @@
  * GET, 100-byte values, random keys (-r), -P 1, the total clients split over three
  * redis-benchmark processes. Against the cluster each process drives its own node (load through
  * every node); against the single node all three drive it, so the load generator costs the same
- * CPU in both setups. Every round starts both setups afresh (memory engine, empty), alternating
- * which goes first, warms each up, then measures SET and then GET; the table shows medians.
+ * CPU in both setups. Every round starts both setups afresh (the default LSM engine with sync
+ * always, empty), alternating which goes first, warms each up, then measures SET and then GET;
+ * the table shows medians.
  *
  *   npm run build && npx tsx bench/cluster.ts                 # 3 rounds, 50 clients
  *   npx tsx bench/cluster.ts --rounds 5 --requests 300000 --clients 50
