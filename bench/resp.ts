@@ -88,7 +88,11 @@ async function main(): Promise<void> {
   const dataDir = mkdtempSync(join(tmpdir(), 'ringkv-bench-'));
   const stopAll = (): void => {
     for (const child of children) child.kill('SIGTERM');
-    rmSync(dataDir, { recursive: true, force: true });
+    try {
+      rmSync(dataDir, { recursive: true, force: true });
+    } catch {
+      // A node still writing its last files as it stops: the directory stays in the temp folder.
+    }
   };
   process.on('exit', stopAll);
   const servers: { name: string; port: number }[] = [];
@@ -157,6 +161,10 @@ async function main(): Promise<void> {
       }
     }
   }
+  // The nodes finish writing as they stop: wait for every server to exit before removing its data.
+  const exited = children.map((child) => (child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise<void>((resolve) => child.once('exit', () => resolve()))));
+  for (const child of children) child.kill('SIGTERM');
+  await Promise.race([Promise.all(exited), new Promise((resolve) => setTimeout(resolve, 10_000))]);
   stopAll();
   process.exit(0);
 }
