@@ -97,7 +97,7 @@ export interface AntiEntropyOptions extends NodeContext {
 export interface AntiEntropyReport {
   readonly nodeId: string;
   readonly treeShape: MerkleTreeOptions;
-  /** Partitions this node replicates: the root of each tree (16 hex digits), when built. */
+  /** Partitions this node replicates with another node: the root of each tree (16 hex digits), when built. */
   readonly trees: readonly { readonly partition: number; readonly root: string | null; readonly built: boolean }[];
   /** Partitions gained on the last ring change whose transfer is not complete: not exchanged yet. */
   readonly awaitingTransfer: number;
@@ -241,7 +241,7 @@ export class AntiEntropy {
   }
 
   report(): AntiEntropyReport {
-    const trees = this.replicated().map((partition) => {
+    const trees = this.shared().map((partition) => {
       const entry = this.trees.get(partition);
       const built = entry?.built === true;
       return { partition, built, root: built ? hex(rootHash(entry.tree)) : null };
@@ -253,11 +253,27 @@ export class AntiEntropy {
 
   /** The partitions this node is a replica of on its ring (the widest N). */
   private replicated(): number[] {
+    return this.replicaPartitions(false);
+  }
+
+  /**
+   * The partitions this node replicates together with another node: the ones that get a tree.
+   * A node alone on its ring (or every partition with N = 1) has nobody to exchange a tree with,
+   * and keeping one costs every write six hashes (about a sixth of a SET on the memory engine,
+   * measured in process); its trees are built from a scan once a second replica appears, as at
+   * start-up.
+   */
+  private shared(): number[] {
+    return this.replicaPartitions(true);
+  }
+
+  private replicaPartitions(sharedOnly: boolean): number[] {
     const ring = this.options.membership.ring;
     const n = this.options.replicaCount();
     const partitions: number[] = [];
     for (let partition = 0; partition < ring.partitionCount; partition++) {
-      if (replicaSet(ring, partition, n).includes(this.options.self)) partitions.push(partition);
+      const replicas = replicaSet(ring, partition, n);
+      if (replicas.includes(this.options.self) && (!sharedOnly || replicas.length > 1)) partitions.push(partition);
     }
     return partitions;
   }
@@ -298,10 +314,10 @@ export class AntiEntropy {
 
   private tick(): void {
     if (this.stopped) return;
-    const replicated = new Set(this.replicated());
-    for (const partition of [...this.trees.keys()]) if (!replicated.has(partition)) this.trees.delete(partition);
+    const shared = new Set(this.shared());
+    for (const partition of [...this.trees.keys()]) if (!shared.has(partition)) this.trees.delete(partition);
     if (this.building === undefined) {
-      const missing = [...replicated].filter((partition) => !this.trees.has(partition));
+      const missing = [...shared].filter((partition) => !this.trees.has(partition));
       if (missing.length > 0) {
         this.building = this.buildTrees(missing)
           .catch((error: unknown) => {
@@ -329,7 +345,7 @@ export class AntiEntropy {
   private async buildTrees(partitions: readonly number[]): Promise<void> {
     for (const partition of partitions) {
       if (this.stopped) return;
-      if (this.trees.has(partition) || !this.replicated().includes(partition)) continue;
+      if (this.trees.has(partition) || !this.shared().includes(partition)) continue;
       await this.buildTree(partition);
     }
   }
@@ -621,7 +637,8 @@ export class AntiEntropy {
     if (this.options.handoffBusy()) return;
     const ring = this.options.membership.ring;
     const n = this.options.replicaCount();
-    const firsts = [...this.trees.keys()].filter((partition) => replicaSet(ring, partition, n)[0] === this.options.self).sort((a, b) => a - b);
+    // Every partition this node is the first replica of, with a tree or not (a lone node reaps too).
+    const firsts = this.replicated().filter((partition) => replicaSet(ring, partition, n)[0] === this.options.self);
     if (firsts.length === 0) return;
     const partition = firsts[this.reapCursor++ % firsts.length] as number;
     const replicas = replicaSet(ring, partition, n);

@@ -1,10 +1,15 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createTree, rootHash, updateKey } from '../../src/core/merkle-tree.js';
+import { keyPartition } from '../../src/core/token.js';
 import { antiEntropyTreeShape, type AntiEntropyReport } from '../../src/node/anti-entropy.js';
-import type { RingkvNode } from '../../src/node/ringkv-node.js';
+import { resolveConfig } from '../../src/node/config.js';
+import { silentLogger } from '../../src/node/logger.js';
+import { RingkvNode } from '../../src/node/ringkv-node.js';
 import { objectVersionHash } from '../../src/node/stored-object.js';
 import { SystemClock, sleep } from '../../src/world/clock.js';
+import { createMemoryFileSystem } from '../../src/world/memory-file-system.js';
+import { createRandom } from '../../src/world/random.js';
 import { withInProcessCluster } from '../helpers/in-process-cluster.js';
 
 const clock = new SystemClock();
@@ -97,6 +102,37 @@ describe('anti-entropy: three replicas in one process on the in-memory network',
         assert.equal(reportOf(node).reapedTombstones, 0);
       }
     });
+  });
+});
+
+describe('anti-entropy: a node alone', () => {
+  it('anti-entropy: a node that shares no partition keeps no trees (no exchange is possible) and still reaps its old tombstones (N = 1)', async () => {
+    const config = resolveConfig({ flags: { dataDir: '/d', httpPort: 1, respPort: 2, peerPort: 24001, nVal: 1, r: 1, w: 1, antiEntropyIntervalMs: 100, tombstoneGraceMs: 0 }, environment: {}, file: undefined });
+    assert.ok(config.ok, config.ok ? '' : config.message);
+    const node = await RingkvNode.start(config.value, { clock, random: createRandom(3), fs: createMemoryFileSystem(), logger: silentLogger(), clientApis: false }, () => {});
+    const keepAlive = setInterval(() => {}, 1000);
+    try {
+      // Reaping visits one partition per pass, in order from partition 0: a key there is reaped first.
+      let suffix = 0;
+      while (keyPartition('ns', Buffer.from(`deleted-alone-${suffix}`), 256) !== 0) suffix++;
+      const key = Buffer.from(`deleted-alone-${suffix}`);
+      for (let index = 0; index < 50; index++) assert.ok((await node.cluster.store.put('ns', Buffer.from(`kept-${index}`), Buffer.from('v'))).ok);
+      assert.ok((await node.cluster.store.put('ns', key, Buffer.from('v'))).ok);
+      assert.ok((await node.cluster.store.delete('ns', key, { context: 'current' })).ok);
+      await eventually('the tombstone is reaped', 20_000, async () => {
+        const held = await node.kv.readObject('ns', key);
+        return held.ok && held.value === undefined;
+      });
+      const report = reportOf(node);
+      assert.equal(report.trees.length, 0, 'no trees: no other replica to compare with');
+      assert.equal(report.exchanges, 0);
+      assert.ok(report.reapedTombstones >= 1);
+      const kept = await node.cluster.store.get('ns', Buffer.from('kept-7'));
+      assert.ok(kept.ok && kept.value !== undefined, 'live keys stay');
+    } finally {
+      clearInterval(keepAlive);
+      await node.stop();
+    }
   });
 });
 
