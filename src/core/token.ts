@@ -35,17 +35,34 @@ let scratch = new Uint8Array(256);
  * would collide on every node. Returns the number of bytes written to `scratch`.
  */
 function encodeKey(namespace: string, key: Uint8Array): number {
-  // UTF-8 needs at most 3 bytes per UTF-16 code unit.
-  const needed = 4 + namespace.length * 3 + key.length;
+  const prefix = namespacePrefix(namespace);
+  const needed = prefix.length + key.length;
   if (scratch.length < needed) scratch = new Uint8Array(Math.max(needed, scratch.length * 2));
-  const namespaceLength = encoder.encodeInto(namespace, scratch.subarray(4)).written;
-  assert(namespaceLength <= namespaceBytesMax, `namespace longer than ${namespaceBytesMax} bytes`);
-  scratch[0] = 0;
-  scratch[1] = 0;
-  scratch[2] = namespaceLength >>> 8;
-  scratch[3] = namespaceLength & 0xff;
-  scratch.set(key, 4 + namespaceLength);
-  return 4 + namespaceLength + key.length;
+  scratch.set(prefix, 0);
+  scratch.set(key, prefix.length);
+  return needed;
+}
+
+/**
+ * The length prefix and UTF-8 bytes of a namespace, encoded once: a node serves a handful of
+ * namespaces, and encoding the name on every key was about half of the cost of a key's
+ * partition (see keyPartition). Bounded: past `namespacePrefixesMax` names it starts over.
+ */
+const namespacePrefixes = new Map<string, Uint8Array>();
+const namespacePrefixesMax = 256;
+
+function namespacePrefix(namespace: string): Uint8Array {
+  const known = namespacePrefixes.get(namespace);
+  if (known !== undefined) return known;
+  const name = encoder.encode(namespace);
+  assert(name.length <= namespaceBytesMax, `namespace longer than ${namespaceBytesMax} bytes`);
+  const prefix = new Uint8Array(4 + name.length);
+  prefix[2] = name.length >>> 8;
+  prefix[3] = name.length & 0xff;
+  prefix.set(name, 4);
+  if (namespacePrefixes.size >= namespacePrefixesMax) namespacePrefixes.clear();
+  namespacePrefixes.set(namespace, prefix);
+  return prefix;
 }
 
 function hashKey(namespace: string, key: Uint8Array): bigint {

@@ -637,7 +637,8 @@ export class AntiEntropy {
     if (this.options.handoffBusy()) return;
     const ring = this.options.membership.ring;
     const n = this.options.replicaCount();
-    // Every partition this node is the first replica of, with a tree or not (a lone node reaps too).
+    // Every partition this node is the first replica of, with a tree or not: reaping reads the
+    // stores, not the trees (a partition with N = 1 has no tree and still reaps).
     const firsts = this.replicated().filter((partition) => replicaSet(ring, partition, n)[0] === this.options.self);
     if (firsts.length === 0) return;
     const partition = firsts[this.reapCursor++ % firsts.length] as number;

@@ -44,7 +44,7 @@ export function createNodeMetrics(nodeId: string, source: MetricsSource): NodeMe
   counter('ringkv_anti_entropy_trees_rebuilt_total', 'Trees found disagreeing with their store and rebuilt.', () => ae()?.treesRebuilt);
   counter('ringkv_tombstones_reaped_total', 'Tombstones removed for good after every replica held them.', () => ae()?.reapedTombstones);
   new Gauge({
-    name: 'ringkv_anti_entropy_trees', help: 'Merkle trees of the partitions this node replicates, by state.', labelNames: ['state'], registers: [registry],
+    name: 'ringkv_anti_entropy_trees', help: 'Merkle trees of the partitions this node replicates with another node, by state.', labelNames: ['state'], registers: [registry],
     collect() {
       const trees = ae()?.trees ?? [];
       const built = trees.filter((tree) => tree.built).length;
