@@ -100,9 +100,9 @@ export class SstableReader {
   }
 
   /**
-   * The entry for `key` in this table, or undefined (`hash`: see mayContain). Synchronous (no Promise) when the filter or
-   * key range rules the key out, when its block is in the cache, or when the block is read
-   * synchronously (see `open`).
+   * The entry for `key` in this table, or undefined (`hash`: see mayContain). Synchronous (no
+   * Promise) when the filter or key range rules the key out, when its block is in the cache, or
+   * when the block is read synchronously (see `open`).
    */
   get(key: Uint8Array, hash?: Uint32Array): MaybePromise<SstableEntry | undefined> {
     assert(!this.closed, 'SstableReader.get after close');
@@ -231,7 +231,7 @@ export class SstableReader {
         // A read that failed slowly (a failing disk's timeouts) counts as slow too.
         this.syncReads.finished(startedMs);
       }
-      if (bytesRead !== length) throw corruption(this.info.path, `short read at ${offset}: ${bytesRead} of ${length} bytes`);
+      checkReadLength(bytesRead, length, offset, this.info.path);
       contents = verifyBlock(stored, { offset, size: length - blockTrailerBytes }, this.info.path, true);
     } catch (error) {
       this.cache.release(stored);
@@ -275,8 +275,13 @@ interface BlockIndex {
 
 async function readExactly(handle: FileHandle, position: number, length: number, path: string): Promise<Uint8Array> {
   const bytes = await handle.read(position, length);
-  if (bytes.length !== length) throw corruption(path, `short read at ${position}: ${bytes.length} of ${length} bytes`);
+  checkReadLength(bytes.length, length, position, path);
   return plain(bytes);
+}
+
+/** A read that came back shorter than the block or metadata it asked for: the file is cut short. */
+function checkReadLength(bytesRead: number, length: number, position: number, path: string): void {
+  if (bytesRead !== length) throw corruption(path, `short read at ${position}: ${bytesRead} of ${length} bytes`);
 }
 
 /**
