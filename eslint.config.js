@@ -1,6 +1,12 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
+// assert() runs on hot paths: a template literal message would be formatted on every call.
+const eagerAssertMessage = {
+  selector: 'CallExpression[callee.name="assert"] > TemplateLiteral.arguments',
+  message: 'Pass an interpolated assert message as a function (() => `...`): a template literal is formatted on every call.',
+};
+
 // src/core/ is pure and deterministic (../shared/DESIGN.md): no node:* modules, no wall clock,
 // no Math.random, no timers. Time and randomness come in as arguments.
 const coreRules = {
@@ -22,6 +28,7 @@ const coreRules = {
       .map((name) => ({ name, message: `src/core/ is pure and synchronous: no ${name}.` })),
   ],
   'no-restricted-syntax': ['error',
+    eagerAssertMessage,
     { selector: 'NewExpression[callee.name="Date"][arguments.length=0]', message: 'src/core/ takes time as an argument.' },
     { selector: 'AwaitExpression', message: 'src/core/ is synchronous.' },
   ],
@@ -34,6 +41,7 @@ export default tseslint.config(
   {
     languageOptions: { globals: { process: 'readonly', console: 'readonly', Buffer: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', setInterval: 'readonly', clearInterval: 'readonly', setImmediate: 'readonly', URL: 'readonly', fetch: 'readonly', performance: 'readonly', queueMicrotask: 'readonly', TextEncoder: 'readonly', TextDecoder: 'readonly', AbortController: 'readonly' } },
     rules: {
+      'no-restricted-syntax': ['error', eagerAssertMessage],
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
     },
   },

@@ -142,7 +142,7 @@ function exited(child: ChildProcess, timeoutMs: number): Promise<boolean> {
 
 /** SIGTERM, then after `stopTimeoutMs` SIGKILL to the whole tree; also kills leftover grandchildren. */
 async function stopProcess(child: ChildProcess, what: string): Promise<void> {
-  assert(child.pid !== undefined, `stopProcess: ${what} has no pid`);
+  assert(child.pid !== undefined, () => `stopProcess: ${what} has no pid`);
   const grandchildren = childPids(child.pid);
   child.kill('SIGTERM');
   if (!(await exited(child, stopTimeoutMs))) {
@@ -264,7 +264,7 @@ function problemKey(setup: Setup, line: string, stream: 'stdout' | 'stderr'): st
 function collectLogs(setup: Setup, child: ChildProcess, logs: LogSummary): void {
   for (const stream of ['stdout', 'stderr'] as const) {
     const input = child[stream];
-    assert(input !== null, `collectLogs: ${stream} is not piped`);
+    assert(input !== null, () => `collectLogs: ${stream} is not piped`);
     createInterface({ input, crlfDelay: Infinity }).on('line', (line) => {
       logs.linesSeen++;
       const key = problemKey(setup, line, stream);
@@ -322,7 +322,7 @@ interface BenchmarkRun {
 function parseBenchmarkOutput(output: string): BenchmarkRun {
   const completed = /(\d+) requests completed in ([0-9.]+) seconds/.exec(output);
   const throughput = /throughput summary: ([0-9.]+) requests per second/.exec(output);
-  assert(completed !== null && throughput !== null, `parseBenchmarkOutput: no summary in ${JSON.stringify(output.slice(-500))}`);
+  assert(completed !== null && throughput !== null, () => `parseBenchmarkOutput: no summary in ${JSON.stringify(output.slice(-500))}`);
   const points: [number, number][] = [];
   for (const match of output.matchAll(/^\s*[0-9.]+% <= ([0-9.]+) milliseconds \(cumulative count (\d+)\)/gm)) {
     points.push([Number(match[1]), Number(match[2])]);
@@ -335,7 +335,7 @@ function parseBenchmarkOutput(output: string): BenchmarkRun {
     point[1] = Math.max(point[1], previous[1]);
   }
   const requestCount = Number(completed[1]);
-  assert(points.length > 0 && (points.at(-1) as [number, number])[1] === requestCount, `parseBenchmarkOutput: histogram does not add up to ${requestCount} requests`);
+  assert(points.length > 0 && (points.at(-1) as [number, number])[1] === requestCount, () => `parseBenchmarkOutput: histogram does not add up to ${requestCount} requests`);
   return { requests: requestCount, seconds: Number(completed[2]), opsPerSecond: Number(throughput[1]), points };
 }
 

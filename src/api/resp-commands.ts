@@ -1,6 +1,6 @@
 import type { Result } from '../core/errors.js';
 import type { MaybePromise } from '../storage/engine.js';
-import { quorumNames, type KeyValueStore, type QuorumOptions, type WriteOutcome } from '../node/kv-service.js';
+import { quorumNames, type KeyValueStore, type QuorumOptions, type WriteOptions, type WriteOutcome } from '../node/kv-service.js';
 import type { RespWriter } from './resp-writer.js';
 
 /** Writes a reply that became known after the command waited for the engine. */
@@ -118,13 +118,23 @@ const set: Handler = (context, connection, args, out) => {
     return undefined;
   }
   // Redis semantics: SET replaces whatever the key holds, so it supersedes every sibling stored.
-  const result = context.kv.put(connection.namespace, args[1] as Buffer, args[2] as Buffer, { context: 'current', onlyIfAbsent, onlyIfPresent, ...connection.quorum });
-  return reply(result, out, (later, outcome: Result<WriteOutcome>) => {
-    if (!outcome.ok) return writeFailure(later, outcome);
-    if (outcome.value.written) later.ok();
-    else later.null();
-  });
+  const options = !onlyIfAbsent && !onlyIfPresent && usesNamespaceQuorum(connection) ? plainOverwrite : { context: 'current', onlyIfAbsent, onlyIfPresent, ...connection.quorum };
+  return reply(context.kv.put(connection.namespace, args[1] as Buffer, args[2] as Buffer, options), out, writeSetOutcome);
 };
+
+/** The options of a plain SET on a connection without RINGKV.QUORUM: one shared object, not one per command. */
+const plainOverwrite: WriteOptions & QuorumOptions = Object.freeze({ context: 'current' });
+
+function usesNamespaceQuorum(connection: ConnectionState): boolean {
+  const { quorum } = connection;
+  return quorum.n === undefined && quorum.r === undefined && quorum.w === undefined && quorum.pr === undefined && quorum.pw === undefined;
+}
+
+function writeSetOutcome(out: RespWriter, outcome: Result<WriteOutcome>): void {
+  if (!outcome.ok) return writeFailure(out, outcome);
+  if (outcome.value.written) out.ok();
+  else out.null();
+}
 
 /** Runs one key operation per key and combines the results once all are known. */
 function eachKey<K, T>(keys: K[], operation: (key: K) => MaybePromise<T>): MaybePromise<T[]> {

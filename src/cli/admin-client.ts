@@ -141,10 +141,10 @@ export class AdminClient {
   private readonly timeoutMs: number;
 
   constructor(options: AdminClientOptions) {
-    assert(/^https?:\/\//.test(options.baseUrl), `AdminClient: baseUrl must be an http(s) URL, got ${options.baseUrl}`);
+    assert(/^https?:\/\//.test(options.baseUrl), () => `AdminClient: baseUrl must be an http(s) URL, got ${options.baseUrl}`);
     this.baseUrl = options.baseUrl;
     this.timeoutMs = options.timeoutMs ?? adminRequestTimeoutMs;
-    assert(this.timeoutMs > 0, `AdminClient: timeoutMs must be > 0, got ${this.timeoutMs}`);
+    assert(this.timeoutMs > 0, () => `AdminClient: timeoutMs must be > 0, got ${this.timeoutMs}`);
   }
 
   status(): Promise<AdminResult<StatusResponse>> {
@@ -160,7 +160,7 @@ export class AdminClient {
   }
 
   join(seed: string): Promise<AdminResult<unknown>> {
-    assert(isHostPort(seed), `AdminClient.join: seed must be HOST:PORT, got ${seed}`);
+    assert(isHostPort(seed), () => `AdminClient.join: seed must be HOST:PORT, got ${seed}`);
     return this.request('POST', '/admin/join', { seed });
   }
 
@@ -179,7 +179,7 @@ export class AdminClient {
 
   /** One request; the parsed JSON body of a 2xx answer, or why there is none. */
   async request(method: 'GET' | 'POST' | 'PUT', path: string, body?: unknown): Promise<AdminResult<unknown>> {
-    assert(path.startsWith('/'), `AdminClient.request: path must start with /, got ${path}`);
+    assert(path.startsWith('/'), () => `AdminClient.request: path must start with /, got ${path}`);
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(), this.timeoutMs);
     try {

@@ -33,7 +33,7 @@ const quorumMax = 8;
 
 /** Columns separated by two spaces, each as wide as its widest cell; no trailing spaces. */
 export function formatTable(header: readonly string[], rows: readonly (readonly string[])[]): string {
-  for (const row of rows) assert(row.length === header.length, `formatTable: row has ${row.length} cells, header ${header.length}`);
+  for (const row of rows) assert(row.length === header.length, () => `formatTable: row has ${row.length} cells, header ${header.length}`);
   const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => (row[column] ?? '').length)));
   const line = (cells: readonly string[]): string => cells.map((cell, column) => cell.padEnd(widths[column] ?? 0)).join('  ').trimEnd();
   return [line(header), ...rows.map(line)].join('\n');
@@ -41,7 +41,7 @@ export function formatTable(header: readonly string[], rows: readonly (readonly 
 
 /** `[0, 1, 2, 3, 8, 12, 13]` → `0-3, 8, 12-13`; order and duplicates of the input do not matter. */
 export function compressRanges(numbers: readonly number[]): string {
-  for (const value of numbers) assert(Number.isSafeInteger(value), `compressRanges: not an integer: ${value}`);
+  for (const value of numbers) assert(Number.isSafeInteger(value), () => `compressRanges: not an integer: ${value}`);
   const sorted = [...new Set(numbers)].sort((a, b) => a - b);
   const parts: string[] = [];
   for (let start = 0; start < sorted.length;) {
@@ -55,7 +55,7 @@ export function compressRanges(numbers: readonly number[]): string {
 
 /** `part` of `whole` as a percentage with one decimal: `33.6%`. */
 export function formatPercent(part: number, whole: number): string {
-  assert(whole > 0, `formatPercent: whole must be > 0, got ${whole}`);
+  assert(whole > 0, () => `formatPercent: whole must be > 0, got ${whole}`);
   return `${((part / whole) * 100).toFixed(1)}%`;
 }
 

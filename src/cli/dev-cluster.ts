@@ -101,7 +101,7 @@ export interface DevNodeSpec {
 
 /** The nodes of the cluster: dev-1 alone, the others joining through dev-1's peer port. */
 export function planDevCluster(options: DevOptions, workingDirectory: string): DevNodeSpec[] {
-  assert(options.nodes >= 1 && options.nodes <= nodesMax, `planDevCluster: nodes out of range: ${options.nodes}`);
+  assert(options.nodes >= 1 && options.nodes <= nodesMax, () => `planDevCluster: nodes out of range: ${options.nodes}`);
   const specs: DevNodeSpec[] = [];
   for (let index = 1; index <= options.nodes; index++) {
     const nodeId = `dev-${index}`;
@@ -184,8 +184,8 @@ export class RestartPolicy {
 
   constructor(private readonly options: RestartPolicyOptions) {
     assert(options.backoffInitialMs > 0 && options.backoffMaxMs >= options.backoffInitialMs, 'RestartPolicy: need 0 < backoffInitialMs <= backoffMaxMs');
-    assert(Number.isSafeInteger(options.restartsMax) && options.restartsMax >= 0, `RestartPolicy: restartsMax must be an integer >= 0, got ${options.restartsMax}`);
-    assert(options.restartWindowMs > 0, `RestartPolicy: restartWindowMs must be > 0, got ${options.restartWindowMs}`);
+    assert(Number.isSafeInteger(options.restartsMax) && options.restartsMax >= 0, () => `RestartPolicy: restartsMax must be an integer >= 0, got ${options.restartsMax}`);
+    assert(options.restartWindowMs > 0, () => `RestartPolicy: restartWindowMs must be > 0, got ${options.restartWindowMs}`);
   }
 
   started(nowMs: number): void {
@@ -316,7 +316,7 @@ export class DevSupervisor {
 
   /** Starts a node for the first time. */
   start(spec: DevNodeSpec): void {
-    assert(!this.nodes.has(spec.nodeId), `DevSupervisor.start: ${spec.nodeId} already started`);
+    assert(!this.nodes.has(spec.nodeId), () => `DevSupervisor.start: ${spec.nodeId} already started`);
     const node: SupervisedNode = { spec, policy: new RestartPolicy(this.options.policy), process: undefined, restartTimer: undefined };
     this.nodes.set(spec.nodeId, node);
     this.launch(node);
@@ -346,7 +346,7 @@ export class DevSupervisor {
   }
 
   private async stopAll(forceAfterMs: number): Promise<{ forced: string[] }> {
-    assert(forceAfterMs > 0, `DevSupervisor.stop: forceAfterMs must be > 0, got ${forceAfterMs}`);
+    assert(forceAfterMs > 0, () => `DevSupervisor.stop: forceAfterMs must be > 0, got ${forceAfterMs}`);
     this.halted = true;
     const running: { nodeId: string; process: NodeProcess; gone: boolean }[] = [];
     for (const node of this.nodes.values()) {
@@ -377,7 +377,7 @@ export class DevSupervisor {
   }
 
   private onExit(node: SupervisedNode, process: NodeProcess, exit: NodeExit): void {
-    assert(node.process === process, `DevSupervisor: exit of a process of ${node.spec.nodeId} that is not its current one`);
+    assert(node.process === process, () => `DevSupervisor: exit of a process of ${node.spec.nodeId} that is not its current one`);
     node.process = undefined;
     if (this.halted) return;
     const { nodeId } = node.spec;

@@ -92,7 +92,7 @@ interface Plan {
 export function claim(input: ClaimInput): ClaimResult {
   const { ring, nVal } = input;
   ringInvariants(ring);
-  assert(Number.isInteger(nVal) && nVal >= 1 && nVal <= nValMax && nVal * 2 <= ring.partitionCount, `nVal must be an integer in [1, ${nValMax}] and at most Q/2`);
+  assert(Number.isInteger(nVal) && nVal >= 1 && nVal <= nValMax && nVal * 2 <= ring.partitionCount, () => `nVal must be an integer in [1, ${nValMax}] and at most Q/2`);
   assert(input.claimant.length > 0, 'claimant must not be empty');
   const members = sortedMembers(input.members);
   const indexOf = new Map(members.map((member, index) => [member.nodeId, index]));
@@ -260,8 +260,8 @@ function sortedMembers(members: readonly ClaimMember[]): ClaimMember[] {
   const sorted = [...members].sort((a, b) => (a.nodeId < b.nodeId ? -1 : a.nodeId > b.nodeId ? 1 : 0));
   sorted.forEach((member, index) => {
     assert(member.nodeId.length > 0, 'node id must not be empty');
-    assert(index === 0 || (sorted[index - 1] as ClaimMember).nodeId !== member.nodeId, `duplicate member ${member.nodeId}`);
-    assert(Number.isInteger(member.weight) && member.weight >= 1 && member.weight <= weightMax, `weight of ${member.nodeId} must be an integer in [1, ${weightMax}]`);
+    assert(index === 0 || (sorted[index - 1] as ClaimMember).nodeId !== member.nodeId, () => `duplicate member ${member.nodeId}`);
+    assert(Number.isInteger(member.weight) && member.weight >= 1 && member.weight <= weightMax, () => `weight of ${member.nodeId} must be an integer in [1, ${weightMax}]`);
   });
   return sorted;
 }

@@ -167,8 +167,8 @@ export function vectorMerge(a: VersionVector, b: VersionVector): VersionVector {
 export function invariants<V>(set: DvvSet<V>): void {
   for (let index = 0; index < set.entries.length; index++) {
     const entry = set.entries[index] as DvvEntry<V>;
-    assert(Number.isSafeInteger(entry.counter) && entry.counter >= 0, `counter of ${entry.actor} is not a natural number`);
-    assert(entry.values.length <= entry.counter, `${entry.actor} holds more values than events`);
+    assert(Number.isSafeInteger(entry.counter) && entry.counter >= 0, () => `counter of ${entry.actor} is not a natural number`);
+    assert(entry.values.length <= entry.counter, () => `${entry.actor} holds more values than events`);
     const previous = set.entries[index - 1];
     assert(previous === undefined || previous.actor < entry.actor, 'entries are not sorted by actor or repeat one');
   }
@@ -177,7 +177,7 @@ export function invariants<V>(set: DvvSet<V>): void {
 export function assertVersionVector(vector: VersionVector): void {
   for (let index = 0; index < vector.length; index++) {
     const [actor, counter] = vector[index] as readonly [Actor, number];
-    assert(Number.isSafeInteger(counter) && counter >= 0, `counter of ${actor} is not a natural number`);
+    assert(Number.isSafeInteger(counter) && counter >= 0, () => `counter of ${actor} is not a natural number`);
     const previous = vector[index - 1];
     assert(previous === undefined || previous[0] < actor, 'version vector is not sorted by actor or repeats one');
   }

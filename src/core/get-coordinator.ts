@@ -127,7 +127,7 @@ export function step<V>(state: GetState<V>, input: GetInput<V>): GetTransition<V
   if (state.phase === 'finished') return { state, outputs: [] };
   if (input.type === 'timeout') return onTimeout(state);
   const target = state.options.replicas.find((replica) => replica.nodeId === input.from);
-  assert(target !== undefined, `get: reply from ${input.from}, which was not asked`);
+  assert(target !== undefined, () => `get: reply from ${input.from}, which was not asked`);
   if (state.received.some((received) => received.nodeId === input.from)) return { state, outputs: [] };
   const reply = input.type === 'error' ? 'error' : input.object;
   let next: GetState<V> = {
@@ -246,9 +246,9 @@ function mergeReply<V>(merged: GetReply<V>, object: DvvSet<V>): DvvSet<V> {
 
 function assertSettings(settings: GetSettings): void {
   const { replicas, n, r, pr } = settings;
-  assert(Number.isSafeInteger(n) && n >= 1, `get: n must be a positive integer, got ${n}`);
-  assert(Number.isSafeInteger(r) && r >= 1 && r <= n, `get: need 1 <= r <= n, got r=${r} n=${n}`);
-  assert(Number.isSafeInteger(pr) && pr >= 0 && pr <= n, `get: need 0 <= pr <= n, got pr=${pr} n=${n}`);
-  assert(replicas.length <= n, `get: ${replicas.length} replicas for n=${n}`);
+  assert(Number.isSafeInteger(n) && n >= 1, () => `get: n must be a positive integer, got ${n}`);
+  assert(Number.isSafeInteger(r) && r >= 1 && r <= n, () => `get: need 1 <= r <= n, got r=${r} n=${n}`);
+  assert(Number.isSafeInteger(pr) && pr >= 0 && pr <= n, () => `get: need 0 <= pr <= n, got pr=${pr} n=${n}`);
+  assert(replicas.length <= n, () => `get: ${replicas.length} replicas for n=${n}`);
   assert(new Set(replicas.map((replica) => replica.nodeId)).size === replicas.length, 'get: replicas must be distinct nodes');
 }

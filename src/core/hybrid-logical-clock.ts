@@ -72,7 +72,7 @@ export type HlcReceiveResult = ({ readonly ok: true } & HlcEvent) | HlcDriftReje
 export function createClock(options: { nodeId: string; maxDriftMs?: number }): HlcState {
   const maxDriftMs = options.maxDriftMs ?? maxDriftMsDefault;
   assertNodeId(options.nodeId);
-  assert(Number.isSafeInteger(maxDriftMs) && maxDriftMs >= 0, `maxDriftMs must be a non-negative integer, got ${maxDriftMs}`);
+  assert(Number.isSafeInteger(maxDriftMs) && maxDriftMs >= 0, () => `maxDriftMs must be a non-negative integer, got ${maxDriftMs}`);
   return { nodeId: options.nodeId, maxDriftMs, wallMs: 0, logical: 0 };
 }
 
@@ -147,22 +147,22 @@ function issue(state: HlcState, wallMsCandidate: number, logicalCandidate: numbe
     wallMs += 1;
     logical = 0;
   }
-  assert(wallMs <= wallMsMax, `HLC wallMs overflowed 48 bits: ${wallMs}`);
+  assert(wallMs <= wallMsMax, () => `HLC wallMs overflowed 48 bits: ${wallMs}`);
   assert(wallMs > state.wallMs || (wallMs === state.wallMs && logical > state.logical), 'HLC must be strictly monotonic');
   const next: HlcState = { ...state, wallMs, logical };
   return { state: next, timestamp: { wallMs, logical, nodeId: state.nodeId } };
 }
 
 function assertPhysicalMs(physicalMs: number): void {
-  assert(Number.isSafeInteger(physicalMs) && physicalMs >= 0 && physicalMs <= wallMsMax, `physicalMs must be an integer in [0, 2^48), got ${physicalMs}`);
+  assert(Number.isSafeInteger(physicalMs) && physicalMs >= 0 && physicalMs <= wallMsMax, () => `physicalMs must be an integer in [0, 2^48), got ${physicalMs}`);
 }
 
 function assertNodeId(nodeId: string): void {
-  assert(nodeIdPattern.test(nodeId), `nodeId must be 1..${nodeIdLengthMax} printable ASCII characters, got ${JSON.stringify(nodeId)}`);
+  assert(nodeIdPattern.test(nodeId), () => `nodeId must be 1..${nodeIdLengthMax} printable ASCII characters, got ${JSON.stringify(nodeId)}`);
 }
 
 export function assertTimestamp(timestamp: HlcTimestamp): void {
-  assert(Number.isSafeInteger(timestamp.wallMs) && timestamp.wallMs >= 0 && timestamp.wallMs <= wallMsMax, `wallMs out of range: ${timestamp.wallMs}`);
-  assert(Number.isSafeInteger(timestamp.logical) && timestamp.logical >= 0 && timestamp.logical <= logicalMax, `logical out of range: ${timestamp.logical}`);
+  assert(Number.isSafeInteger(timestamp.wallMs) && timestamp.wallMs >= 0 && timestamp.wallMs <= wallMsMax, () => `wallMs out of range: ${timestamp.wallMs}`);
+  assert(Number.isSafeInteger(timestamp.logical) && timestamp.logical >= 0 && timestamp.logical <= logicalMax, () => `logical out of range: ${timestamp.logical}`);
   assertNodeId(timestamp.nodeId);
 }

@@ -121,7 +121,7 @@ export function advanceStatus(view: MembershipView, nodeId: string, status: Memb
 /** The node itself, once per gossip round. */
 export function bumpHeartbeat(view: MembershipView, nodeId: string): MembershipView {
   const existing = findMember(view, nodeId);
-  assert(existing !== undefined, `bumpHeartbeat: ${nodeId} is not in the view`);
+  assert(existing !== undefined, () => `bumpHeartbeat: ${nodeId} is not in the view`);
   return replaceMember(view, { ...existing, heartbeat: existing.heartbeat + 1 });
 }
 
@@ -134,7 +134,7 @@ export function bumpHeartbeat(view: MembershipView, nodeId: string): MembershipV
  */
 export function restartMember(view: MembershipView, nodeId: string, attributes: MemberAttributes, floor: number): MembershipView {
   const existing = findMember(view, nodeId);
-  assert(existing !== undefined, `restartMember: ${nodeId} is not in the view`);
+  assert(existing !== undefined, () => `restartMember: ${nodeId} is not in the view`);
   assert(Number.isSafeInteger(floor) && floor >= 0, 'restartMember: floor must be a natural number');
   const member: Member = { ...existing, ...copyNewMember({ nodeId, ...attributes }), heartbeat: Math.max(existing.heartbeat + 1, floor) };
   assertMember(member);
@@ -147,7 +147,7 @@ export function restartMember(view: MembershipView, nodeId: string, attributes: 
  */
 export function setAttributes(view: MembershipView, nodeId: string, attributes: MemberAttributes): MembershipView {
   const existing = findMember(view, nodeId);
-  assert(existing !== undefined, `setAttributes: ${nodeId} is not in the view`);
+  assert(existing !== undefined, () => `setAttributes: ${nodeId} is not in the view`);
   const member: Member = { ...existing, ...copyNewMember({ nodeId, ...attributes }), heartbeat: existing.heartbeat + 1 };
   assertMember(member);
   return replaceMember(view, member);
@@ -179,7 +179,7 @@ export function mergeViews(a: MembershipView, b: MembershipView): MembershipView
       indexB++;
     }
   }
-  assert(members.length <= membersMax, `a view holds more than ${membersMax} node ids`);
+  assert(members.length <= membersMax, () => `a view holds more than ${membersMax} node ids`);
   return { members, ring: reconcileRing(a.ring, b.ring) };
 }
 
@@ -229,13 +229,13 @@ export function owningMembers(view: MembershipView): Member[] {
 
 export function statusRank(status: MemberStatus): number {
   const rank = memberStatusOrder.indexOf(status);
-  assert(rank >= 0, `unknown member status ${String(status)}`);
+  assert(rank >= 0, () => `unknown member status ${String(status)}`);
   return rank;
 }
 
 /** Checks the view's invariants; throws an AssertionError naming the broken one. */
 export function viewInvariants(view: MembershipView): void {
-  assert(view.members.length <= membersMax, `more than ${membersMax} members`);
+  assert(view.members.length <= membersMax, () => `more than ${membersMax} members`);
   for (let index = 0; index < view.members.length; index++) {
     const member = view.members[index] as Member;
     assertMember(member);
@@ -334,7 +334,7 @@ function replaceMember(view: MembershipView, member: Member): MembershipView {
   const members = view.members.filter((existing) => existing.nodeId !== member.nodeId);
   const index = members.findIndex((existing) => existing.nodeId > member.nodeId);
   members.splice(index === -1 ? members.length : index, 0, member);
-  assert(members.length <= membersMax, `a view holds more than ${membersMax} node ids`);
+  assert(members.length <= membersMax, () => `a view holds more than ${membersMax} node ids`);
   return { members, ring: view.ring };
 }
 
@@ -350,10 +350,10 @@ function copyNewMember(node: NewMember): NewMember {
 
 function assertMember(member: Member): void {
   assert(member.nodeId.length > 0, 'node id must not be empty');
-  assert(member.address.host.length > 0, `${member.nodeId}: host must not be empty`);
-  assert(Number.isInteger(member.address.port) && member.address.port > 0 && member.address.port < 65536, `${member.nodeId}: port out of range`);
-  assert(Number.isSafeInteger(member.weight) && member.weight > 0, `${member.nodeId}: weight must be a positive integer`);
-  assert(Number.isSafeInteger(member.incarnation) && member.incarnation >= 0, `${member.nodeId}: incarnation is not a natural number`);
-  assert(Number.isSafeInteger(member.heartbeat) && member.heartbeat >= 0, `${member.nodeId}: heartbeat is not a natural number`);
+  assert(member.address.host.length > 0, () => `${member.nodeId}: host must not be empty`);
+  assert(Number.isInteger(member.address.port) && member.address.port > 0 && member.address.port < 65536, () => `${member.nodeId}: port out of range`);
+  assert(Number.isSafeInteger(member.weight) && member.weight > 0, () => `${member.nodeId}: weight must be a positive integer`);
+  assert(Number.isSafeInteger(member.incarnation) && member.incarnation >= 0, () => `${member.nodeId}: incarnation is not a natural number`);
+  assert(Number.isSafeInteger(member.heartbeat) && member.heartbeat >= 0, () => `${member.nodeId}: heartbeat is not a natural number`);
   statusRank(member.status);
 }

@@ -73,9 +73,9 @@ function isPowerOfTwo(value: number): boolean {
 
 export function validateTreeOptions(options: MerkleTreeOptions): void {
   const { fanout, depth } = options;
-  assert(isPowerOfTwo(fanout) && fanout >= 2 && fanout <= fanoutMax, `fanout must be a power of two in 2..${fanoutMax}, got ${fanout}`);
-  assert(Number.isInteger(depth) && depth >= 1 && depth <= depthMax, `depth must be in 1..${depthMax}, got ${depth}`);
-  assert(fanout ** depth <= segmentCountMax, `fanout^depth must be at most ${segmentCountMax}, got ${fanout ** depth}`);
+  assert(isPowerOfTwo(fanout) && fanout >= 2 && fanout <= fanoutMax, () => `fanout must be a power of two in 2..${fanoutMax}, got ${fanout}`);
+  assert(Number.isInteger(depth) && depth >= 1 && depth <= depthMax, () => `depth must be in 1..${depthMax}, got ${depth}`);
+  assert(fanout ** depth <= segmentCountMax, () => `fanout^depth must be at most ${segmentCountMax}, got ${fanout ** depth}`);
 }
 
 /** Bytes of hash storage a tree of this shape holds (the typed arrays; object overhead aside). */
@@ -105,7 +105,7 @@ export function sameShape(a: MerkleTree, b: MerkleTree): boolean {
 
 /** Number of nodes at `level` (1 at the root, segmentCount at level depth). */
 export function levelWidth(tree: MerkleTree, level: number): number {
-  assert(Number.isInteger(level) && level >= 0 && level <= tree.depth, `level out of range: ${level}`);
+  assert(Number.isInteger(level) && level >= 0 && level <= tree.depth, () => `level out of range: ${level}`);
   return tree.fanout ** level;
 }
 
@@ -124,7 +124,7 @@ export function segmentOf(tree: MerkleTree, key: Uint8Array): number {
 
 /** The key's contribution to its segment: xxh64 of the key seeded with the version hash. */
 export function keyVersionHash(key: Uint8Array, versionHash: bigint): bigint {
-  assert(versionHash >= 0n && versionHash <= versionHashMax, `version hash must be an unsigned 64-bit integer, got ${versionHash}`);
+  assert(versionHash >= 0n && versionHash <= versionHashMax, () => `version hash must be an unsigned 64-bit integer, got ${versionHash}`);
   return xxh64(key, versionHash);
 }
 
@@ -154,7 +154,7 @@ export function updateKey(
 
 /** XORs `delta` into a segment and each of its ancestors: O(depth). */
 function applyDelta(tree: MerkleTree, segment: number, delta: bigint): void {
-  assert(segment >= 0 && segment < tree.segmentCount, `segment out of range: ${segment}`);
+  assert(segment >= 0 && segment < tree.segmentCount, () => `segment out of range: ${segment}`);
   let index = segment;
   for (let level = tree.depth; level >= 0; level--) {
     const hashes = tree.levels[level]!;
@@ -179,7 +179,7 @@ export function rootHash(tree: MerkleTree): bigint {
 }
 
 export function segmentHash(tree: MerkleTree, segment: number): bigint {
-  assert(Number.isInteger(segment) && segment >= 0 && segment < tree.segmentCount, `segment out of range: ${segment}`);
+  assert(Number.isInteger(segment) && segment >= 0 && segment < tree.segmentCount, () => `segment out of range: ${segment}`);
   return tree.levels[tree.depth]![segment]!;
 }
 
@@ -230,7 +230,7 @@ export function levelHashes(tree: MerkleTree, level: number, nodes: readonly num
   const hashes = tree.levels[level]!;
   const result = new BigUint64Array(nodes.length);
   nodes.forEach((node, position) => {
-    assert(Number.isInteger(node) && node >= 0 && node < width, `node ${node} out of range at level ${level}`);
+    assert(Number.isInteger(node) && node >= 0 && node < width, () => `node ${node} out of range at level ${level}`);
     result[position] = hashes[node]!;
   });
   return result;
@@ -248,11 +248,11 @@ export function diffHashes(nodes: readonly number[], mine: BigUint64Array, their
 
 /** Every child, at level + 1, of the given nodes at `level`, ascending if `nodes` is. */
 export function childrenOf(tree: MerkleTree, level: number, nodes: readonly number[]): number[] {
-  assert(level < tree.depth, `level ${level} has no children in a tree of depth ${tree.depth}`);
+  assert(level < tree.depth, () => `level ${level} has no children in a tree of depth ${tree.depth}`);
   const width = levelWidth(tree, level);
   const children: number[] = [];
   for (const node of nodes) {
-    assert(Number.isInteger(node) && node >= 0 && node < width, `node ${node} out of range at level ${level}`);
+    assert(Number.isInteger(node) && node >= 0 && node < width, () => `node ${node} out of range at level ${level}`);
     for (let child = node * tree.fanout; child < (node + 1) * tree.fanout; child++) children.push(child);
   }
   return children;
@@ -338,7 +338,7 @@ export function nextStep(
   options: ExchangeOptions = exchangeDefaults,
 ): ExchangeStep {
   const { request } = state;
-  assert(response.level === request.level, `response for level ${response.level} answers a request for level ${request.level}`);
+  assert(response.level === request.level, () => `response for level ${response.level} answers a request for level ${request.level}`);
   assert(options.hashesPerResponseMax >= tree.fanout, 'hashesPerResponseMax must hold at least one sibling group');
   const mine = levelHashes(tree, request.level, request.nodes);
   const differing = diffHashes(request.nodes, mine, response.hashes);

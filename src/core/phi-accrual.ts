@@ -71,14 +71,14 @@ export interface PhiAccrualState {
 export function createDetector(options: Partial<PhiAccrualOptions> = {}): PhiAccrualState {
   const resolved: PhiAccrualOptions = { ...phiAccrualDefaults, ...options };
   const { windowSize, thresholdPhi, firstHeartbeatEstimateMs, intervalMsMax, acceptableHeartbeatPauseMs } = resolved;
-  assert(Number.isInteger(windowSize) && windowSize >= 1 && windowSize <= windowSizeMax, `windowSize must be an integer in 1..${windowSizeMax}, got ${windowSize}`);
-  assert(Number.isFinite(thresholdPhi) && thresholdPhi > 0, `thresholdPhi must be positive, got ${thresholdPhi}`);
-  assert(Number.isFinite(intervalMsMax) && intervalMsMax > 0, `intervalMsMax must be positive, got ${intervalMsMax}`);
+  assert(Number.isInteger(windowSize) && windowSize >= 1 && windowSize <= windowSizeMax, () => `windowSize must be an integer in 1..${windowSizeMax}, got ${windowSize}`);
+  assert(Number.isFinite(thresholdPhi) && thresholdPhi > 0, () => `thresholdPhi must be positive, got ${thresholdPhi}`);
+  assert(Number.isFinite(intervalMsMax) && intervalMsMax > 0, () => `intervalMsMax must be positive, got ${intervalMsMax}`);
   assert(
     Number.isFinite(firstHeartbeatEstimateMs) && firstHeartbeatEstimateMs > 0 && firstHeartbeatEstimateMs <= intervalMsMax,
-    `firstHeartbeatEstimateMs must be in (0, intervalMsMax], got ${firstHeartbeatEstimateMs}`,
+    () => `firstHeartbeatEstimateMs must be in (0, intervalMsMax], got ${firstHeartbeatEstimateMs}`,
   );
-  assert(Number.isFinite(acceptableHeartbeatPauseMs) && acceptableHeartbeatPauseMs >= 0, `acceptableHeartbeatPauseMs must be >= 0, got ${acceptableHeartbeatPauseMs}`);
+  assert(Number.isFinite(acceptableHeartbeatPauseMs) && acceptableHeartbeatPauseMs >= 0, () => `acceptableHeartbeatPauseMs must be >= 0, got ${acceptableHeartbeatPauseMs}`);
   return { options: resolved, intervalsMs: [], intervalsSumMs: 0, lastArrivalMs: undefined };
 }
 
@@ -89,10 +89,10 @@ export function createDetector(options: Partial<PhiAccrualOptions> = {}): PhiAcc
  * than `intervalMsMax`. Either way the arrival becomes the new T_last.
  */
 export function heartbeat(state: PhiAccrualState, arrivalMs: number): PhiAccrualState {
-  assert(Number.isFinite(arrivalMs), `arrivalMs must be finite, got ${arrivalMs}`);
+  assert(Number.isFinite(arrivalMs), () => `arrivalMs must be finite, got ${arrivalMs}`);
   const { lastArrivalMs, options } = state;
   if (lastArrivalMs === undefined) return record(state, options.firstHeartbeatEstimateMs, arrivalMs);
-  assert(arrivalMs >= lastArrivalMs, `heartbeat arrived before the previous one: ${arrivalMs} < ${lastArrivalMs}`);
+  assert(arrivalMs >= lastArrivalMs, () => `heartbeat arrived before the previous one: ${arrivalMs} < ${lastArrivalMs}`);
   const intervalMs = arrivalMs - lastArrivalMs;
   if (intervalMs > 0 && intervalMs <= options.intervalMsMax) return record(state, intervalMs, arrivalMs);
   return { ...state, lastArrivalMs: arrivalMs };
@@ -104,7 +104,7 @@ export function heartbeat(state: PhiAccrualState, arrivalMs: number): PhiAccrual
  * acceptable pause, then rising linearly. Always >= 0, non-decreasing in nowMs between heartbeats.
  */
 export function phi(state: PhiAccrualState, nowMs: number): number {
-  assert(Number.isFinite(nowMs), `nowMs must be finite, got ${nowMs}`);
+  assert(Number.isFinite(nowMs), () => `nowMs must be finite, got ${nowMs}`);
   if (state.lastArrivalMs === undefined) return 0;
   const elapsedMs = Math.max(0, nowMs - state.lastArrivalMs - state.options.acceptableHeartbeatPauseMs);
   const result = elapsedMs / (meanIntervalMs(state) * Math.LN10);

@@ -52,7 +52,7 @@ export function preferenceListPerDatacenter(
   checkArguments(ring, partition);
   const quota = new Map<string, number>();
   for (const [datacenter, count] of Object.entries(nPerDatacenter)) {
-    assert(Number.isInteger(count) && count >= 0, `replica count of datacenter ${datacenter} must be a natural number`);
+    assert(Number.isInteger(count) && count >= 0, () => `replica count of datacenter ${datacenter} must be a natural number`);
     quota.set(datacenter, count);
   }
   const taken = new Map<string, number>();
@@ -71,7 +71,7 @@ export function preferenceListPerDatacenter(
 
 function checkArguments(ring: Ring, partition: number): void {
   ringInvariants(ring);
-  assert(Number.isInteger(partition) && partition >= 0 && partition < ring.partitionCount, `partition ${partition} out of range`);
+  assert(Number.isInteger(partition) && partition >= 0 && partition < ring.partitionCount, () => `partition ${partition} out of range`);
 }
 
 interface Primary {

@@ -96,7 +96,7 @@ export function step(state: PutState, input: PutInput): PutTransition {
     return { state: { ...state, phase: 'finished' }, outputs: [failed] };
   }
   const target = state.options.replicas.find((replica) => replica.nodeId === input.from);
-  assert(target !== undefined, `put: reply from ${input.from}, which was not asked`);
+  assert(target !== undefined, () => `put: reply from ${input.from}, which was not asked`);
   if (state.received.some((received) => received.nodeId === input.from)) return { state, outputs: [] };
   let next: PutState = { ...state, received: [...state.received, { nodeId: target.nodeId, role: target.role, acked: input.type === 'ack' }] };
   const outputs: PutOutput[] = [];
@@ -147,9 +147,9 @@ function decide(state: PutState): PutOutput | undefined {
 
 function assertSettings(settings: PutSettings): void {
   const { replicas, n, w, pw } = settings;
-  assert(Number.isSafeInteger(n) && n >= 1, `put: n must be a positive integer, got ${n}`);
-  assert(Number.isSafeInteger(w) && w >= 1 && w <= n, `put: need 1 <= w <= n, got w=${w} n=${n}`);
-  assert(Number.isSafeInteger(pw) && pw >= 0 && pw <= n, `put: need 0 <= pw <= n, got pw=${pw} n=${n}`);
-  assert(replicas.length <= n, `put: ${replicas.length} replicas for n=${n}`);
+  assert(Number.isSafeInteger(n) && n >= 1, () => `put: n must be a positive integer, got ${n}`);
+  assert(Number.isSafeInteger(w) && w >= 1 && w <= n, () => `put: need 1 <= w <= n, got w=${w} n=${n}`);
+  assert(Number.isSafeInteger(pw) && pw >= 0 && pw <= n, () => `put: need 0 <= pw <= n, got pw=${pw} n=${n}`);
+  assert(replicas.length <= n, () => `put: ${replicas.length} replicas for n=${n}`);
   assert(new Set(replicas.map((replica) => replica.nodeId)).size === replicas.length, 'put: replicas must be distinct nodes');
 }

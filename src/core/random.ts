@@ -24,7 +24,7 @@ export class SeededRandom implements Random {
   private d: number;
 
   constructor(seed: number) {
-    assert(Number.isSafeInteger(seed), `seed must be a safe integer, got ${seed}`);
+    assert(Number.isSafeInteger(seed), () => `seed must be a safe integer, got ${seed}`);
     this.a = 0x9e3779b9;
     this.b = 0x243f6a88;
     this.c = 0xb7e15162;
@@ -47,7 +47,7 @@ export class SeededRandom implements Random {
   }
 
   nextInt(bound: number): number {
-    assert(Number.isInteger(bound) && bound > 0 && bound <= 0x1_0000_0000, `bound out of range: ${bound}`);
+    assert(Number.isInteger(bound) && bound > 0 && bound <= 0x1_0000_0000, () => `bound out of range: ${bound}`);
     return Math.floor(this.nextFloat() * bound);
   }
 }

@@ -27,7 +27,7 @@ export function isValidPartitionCount(count: number): boolean {
 
 /** A ring of one node owning every partition: what a new cluster starts from. */
 export function singleNodeRing(nodeId: string, partitionCount = partitionCountDefault): Ring {
-  assert(isValidPartitionCount(partitionCount), `partition count must be a power of two in [${partitionCountMin}, ${partitionCountMax}]`);
+  assert(isValidPartitionCount(partitionCount), () => `partition count must be a power of two in [${partitionCountMin}, ${partitionCountMax}]`);
   assert(nodeId.length > 0, 'node id must not be empty');
   return { partitionCount, owners: new Array<string>(partitionCount).fill(nodeId), epoch: 0, claimant: '' };
 }

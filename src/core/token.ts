@@ -55,7 +55,7 @@ function namespacePrefix(namespace: string): Uint8Array {
   const known = namespacePrefixes.get(namespace);
   if (known !== undefined) return known;
   const name = encoder.encode(namespace);
-  assert(name.length <= namespaceBytesMax, `namespace longer than ${namespaceBytesMax} bytes`);
+  assert(name.length <= namespaceBytesMax, () => `namespace longer than ${namespaceBytesMax} bytes`);
   const prefix = new Uint8Array(4 + name.length);
   prefix[2] = name.length >>> 8;
   prefix[3] = name.length & 0xff;
@@ -78,7 +78,7 @@ export function keyToken(namespace: string, key: Uint8Array): bigint {
 }
 
 function partitionBits(partitionCount: number): number {
-  assert(isValidPartitionCount(partitionCount), `invalid partition count ${partitionCount}`);
+  assert(isValidPartitionCount(partitionCount), () => `invalid partition count ${partitionCount}`);
   return 31 - Math.clz32(partitionCount);
 }
 

@@ -20,7 +20,7 @@ export const frameBytesMaxDefault = 16 * 1024 * 1024;
 
 /** Writes the frame for `payload` into a new buffer: header, then a copy of the payload. */
 export function encodeFrame(payload: Uint8Array): Uint8Array {
-  assert(payload.byteLength <= frameBytesLimit, `a frame payload is at most ${frameBytesLimit} bytes`);
+  assert(payload.byteLength <= frameBytesLimit, () => `a frame payload is at most ${frameBytesLimit} bytes`);
   const frame = Buffer.allocUnsafe(frameHeaderBytes + payload.byteLength);
   frame.writeUInt32BE(payload.byteLength, 0);
   frame.set(payload, frameHeaderBytes);
@@ -51,7 +51,7 @@ export class FrameDecoder {
   private failure: FrameTooLarge | undefined;
 
   constructor(private readonly frameBytesMax: number = frameBytesMaxDefault) {
-    assert(Number.isSafeInteger(frameBytesMax) && frameBytesMax >= 0 && frameBytesMax <= frameBytesLimit, `frameBytesMax must be in [0, ${frameBytesLimit}], got ${frameBytesMax}`);
+    assert(Number.isSafeInteger(frameBytesMax) && frameBytesMax >= 0 && frameBytesMax <= frameBytesLimit, () => `frameBytesMax must be in [0, ${frameBytesLimit}], got ${frameBytesMax}`);
   }
 
   /** Bytes held for an incomplete frame (bounded by frameHeaderBytes + frameBytesMax). */

@@ -149,7 +149,7 @@ class MemoryNetworkState {
 
   register(messenger: MemoryMessenger): void {
     const key = addressKey(messenger.self.address);
-    assert(!this.registry.has(key), `address ${key} is already in use on the memory network`);
+    assert(!this.registry.has(key), () => `address ${key} is already in use on the memory network`);
     this.registry.set(key, messenger);
     this.nodeIdAt.set(key, messenger.self.nodeId);
   }
@@ -283,7 +283,7 @@ export class MemoryMessenger implements PeerMessenger {
   }
 
   request(to: PeerAddress, type: string, body: MessageBody, options: RequestOptions): Promise<MessageBody> {
-    assert(Number.isFinite(options.timeoutMs) && options.timeoutMs >= 0, `timeoutMs must be finite and >= 0, got ${options.timeoutMs}`);
+    assert(Number.isFinite(options.timeoutMs) && options.timeoutMs >= 0, () => `timeoutMs must be finite and >= 0, got ${options.timeoutMs}`);
     if (this.state === 'closed') return Promise.reject(new RpcError('CLOSED', 'the messenger is closed'));
     assert(this.state === 'started', 'start() must complete before sending');
     const payload = this.network.encoder.encode(body);
@@ -318,7 +318,7 @@ export class MemoryMessenger implements PeerMessenger {
   }
 
   handle(type: string, handler: RequestHandler): void {
-    assert(!this.handlers.has(type), `a handler for "${type}" is already registered`);
+    assert(!this.handlers.has(type), () => `a handler for "${type}" is already registered`);
     this.handlers.set(type, handler);
   }
 

@@ -106,8 +106,8 @@ function settingsOf(options: TcpMessengerOptions): Settings {
     inboundConnectionsMax: options.inboundConnectionsMax ?? 1024,
   };
   assert(options.nodeId.length > 0, 'nodeId must not be empty');
-  assert(Number.isInteger(options.port) && options.port >= 0 && options.port <= 0xffff, `port must be in [0, 65535], got ${options.port}`);
-  assert(settings.frameBytesMax >= frameBytesMin && settings.frameBytesMax <= frameBytesLimit, `frameBytesMax must be in [${frameBytesMin}, 2^32 - 1]`);
+  assert(Number.isInteger(options.port) && options.port >= 0 && options.port <= 0xffff, () => `port must be in [0, 65535], got ${options.port}`);
+  assert(settings.frameBytesMax >= frameBytesMin && settings.frameBytesMax <= frameBytesLimit, () => `frameBytesMax must be in [${frameBytesMin}, 2^32 - 1]`);
   assert(settings.sendQueueBytesMax >= settings.frameBytesMax + frameHeaderBytes, 'sendQueueBytesMax must hold one frame of frameBytesMax');
   assert(settings.connectTimeoutMs > 0, 'connectTimeoutMs must be positive');
   assert(settings.reconnectBackoffInitialMs > 0, 'reconnectBackoffInitialMs must be positive');
@@ -406,7 +406,7 @@ export class TcpMessenger implements PeerMessenger {
   }
 
   request(to: PeerAddress, type: string, body: MessageBody, options: RequestOptions): Promise<MessageBody> {
-    assert(Number.isFinite(options.timeoutMs) && options.timeoutMs >= 0, `timeoutMs must be finite and >= 0, got ${options.timeoutMs}`);
+    assert(Number.isFinite(options.timeoutMs) && options.timeoutMs >= 0, () => `timeoutMs must be finite and >= 0, got ${options.timeoutMs}`);
     if (this.closing !== undefined) return Promise.reject(new RpcError('CLOSED', 'the messenger is closed'));
     const link = this.linkTo(to);
     const connection = this.connectionOf(link);
@@ -439,7 +439,7 @@ export class TcpMessenger implements PeerMessenger {
   }
 
   handle(type: string, handler: RequestHandler): void {
-    assert(!this.handlers.has(type), `a handler for "${type}" is already registered`);
+    assert(!this.handlers.has(type), () => `a handler for "${type}" is already registered`);
     this.handlers.set(type, handler);
   }
 

@@ -214,7 +214,7 @@ export class ClusterMembership {
 
   /** Marks `nodeId` as leaving; the claimant moves its partitions to the others. */
   async leave(nodeId: string): Promise<void> {
-    assert(findMember(this.view, nodeId) !== undefined, `unknown member ${nodeId}`);
+    assert(findMember(this.view, nodeId) !== undefined, () => `unknown member ${nodeId}`);
     this.view = leave(this.view, nodeId);
     await this.persist();
     this.gossipToAll();

@@ -126,8 +126,10 @@ export class Coordinator implements KeyValueStore {
 
   put(namespace: string, key: Uint8Array, value: Uint8Array, options: WriteOptions & QuorumOptions = {}): MaybePromise<Result<WriteOutcome>> {
     // Last-write-wins namespaces: every write replaces what its coordinating replica holds.
-    const write: WriteOptions = this.options.namespaces?.get(namespace)?.conflictMode === 'lww' ? { ...writeOptionsOf(options), context: 'current' } : writeOptionsOf(options);
-    if (this.servesAlone(options)) return this.options.local.put(namespace, key, value, write);
+    const lww = this.options.namespaces?.get(namespace)?.conflictMode === 'lww';
+    // Alone, the options go to the local store as they are (it ignores n, r, w): no copy per write.
+    if (this.servesAlone(options)) return this.options.local.put(namespace, key, value, lww ? { ...options, context: 'current' } : options);
+    const write: WriteOptions = lww ? { ...writeOptionsOf(options), context: 'current' } : writeOptionsOf(options);
     return this.write({ namespace, key, value, options: write }, { ...this.namespaceQuorum(namespace), ...withoutUndefined(options) });
   }
 

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import type { DvvSet, VersionVector } from '../core/dvv.js';
-import { decodeClock, decodeContext, decodeHistory, decodeNewestValue, decodeObject, encodeContext, encodeObject, newestSibling, type Sibling } from './stored-object.js';
+import { overwrite } from '../core/dvv.js';
+import { decodeClock, decodeContext, decodeHistory, decodeNewestValue, decodeObject, encodeContext, encodeObject, encodeOverwrite, newestSibling, summarizeHistory, type Sibling } from './stored-object.js';
 
 const sibling: fc.Arbitrary<Sibling> = fc.record({
   value: fc.option(fc.uint8Array({ maxLength: 300 }), { nil: null }),
@@ -26,6 +27,57 @@ function plain(set: DvvSet<Sibling>): unknown {
 
 test('stored object: decode(encode(x)) equals x (random objects, binary values, tombstones)', () => {
   fc.assert(fc.property(object, (set) => assert.deepEqual(plain(decodeObject(encodeObject(set))), plain(set))), { numRuns: 500 });
+});
+
+test('stored object: numbers at every varint length boundary round-trip, in the LEB128 bytes the format documents', () => {
+  for (let bits = 0; bits <= 53; bits++) {
+    for (const value of [2 ** bits - 1, 2 ** bits, 2 ** bits + 1].filter((candidate) => candidate >= 0 && Number.isSafeInteger(candidate))) {
+      const set: DvvSet<Sibling> = { entries: [{ actor: 'a', counter: value, values: [{ value: null, writtenAtMs: value, contentType: '' }] }], anonymous: [] };
+      const bytes = encodeObject(set);
+      assert.deepEqual(plain(decodeObject(bytes)), plain(set), `value ${value}`);
+      // version, entry count, actor length, 'a', then the counter: 7 bits a byte, low first.
+      const expected: number[] = [];
+      for (let rest = value; ; rest = Math.floor(rest / 128)) {
+        if (rest < 128) {
+          expected.push(rest);
+          break;
+        }
+        expected.push((rest % 128) | 0x80);
+      }
+      assert.deepEqual([...bytes.subarray(4, 4 + expected.length)], expected, `counter ${value}`);
+    }
+  }
+});
+
+test('stored object: encodeOverwrite writes the bytes of encodeObject(overwrite(history)), for a new, an existing, a first and a last actor', () => {
+  // Actors of the generated objects are [a-z0-9-]; these sort before, among and after them.
+  const writer = fc.oneof(fc.stringMatching(/^[a-z0-9-]{1,20}$/), fc.constantFrom('', '-', '0', 'zzzzzzzzzzzzzzzzzzzzz', 'node-1'));
+  fc.assert(
+    fc.property(object, writer, sibling, fc.boolean(), (set, candidate, written, reuse) => {
+      // Half the runs write as an actor the object already has.
+      const actor = reuse && set.entries.length > 0 ? (set.entries[set.entries.length >> 1] as { actor: string }).actor : candidate === '' ? 'a' : candidate;
+      const stored = encodeObject(set);
+      const expected = encodeObject(overwrite(decodeHistory(stored).history, actor, written));
+      assert.deepEqual([...encodeOverwrite(stored, actor, written)], [...expected]);
+      const { present, newestWrittenAtMs } = decodeHistory(stored);
+      assert.deepEqual(summarizeHistory(stored), { present, newestWrittenAtMs });
+    }),
+    { numRuns: 1000 },
+  );
+});
+
+test('stored object: encodeOverwrite and summarizeHistory reject truncated or extended bytes', () => {
+  fc.assert(
+    fc.property(object, fc.nat(), (set, cut) => {
+      const bytes = encodeObject(set);
+      const written: Sibling = { value: Buffer.from('v'), writtenAtMs: 1, contentType: '' };
+      for (const damaged of [bytes.subarray(0, cut % bytes.length), Buffer.concat([bytes, Buffer.of(0)])]) {
+        assert.throws(() => encodeOverwrite(damaged, 'a', written));
+        assert.throws(() => summarizeHistory(damaged));
+      }
+    }),
+    { numRuns: 300 },
+  );
 });
 
 test('stored object: truncated, extended or unknown-version bytes are rejected, never decoded', () => {

@@ -102,6 +102,105 @@ export function decodeHistory(bytes: Uint8Array): { readonly history: StoredObje
   return { history: { entries, anonymous }, present, newestWrittenAtMs: newest.writtenAtMs };
 }
 
+/** What an overwrite must know of the object it replaces, read without building the object. */
+export interface HistorySummary {
+  /** Some sibling is a value, not a tombstone. */
+  readonly present: boolean;
+  /** The latest timestamp of any sibling, tombstones too; -1 when there is none. */
+  readonly newestWrittenAtMs: number;
+}
+
+/** `present` and `newestWrittenAtMs` of decodeHistory, without its entries: one pass, no views. */
+export function summarizeHistory(bytes: Uint8Array): HistorySummary {
+  const reader = new Reader(bytes);
+  assert(reader.byte() === objectFormatVersion, 'stored object has an unknown format version');
+  const entryCount = reader.varint();
+  const newest = { writtenAtMs: -1 };
+  let present = false;
+  for (let index = 0; index < entryCount; index++) {
+    reader.skip(reader.varint());
+    reader.varint();
+    if (reader.skipSiblings(newest)) present = true;
+  }
+  if (reader.skipSiblings(newest)) present = true;
+  assert(reader.offset === bytes.length, 'stored object has trailing bytes');
+  return { present, newestWrittenAtMs: newest.writtenAtMs };
+}
+
+/**
+ * The encoded result of a write that supersedes everything stored (a Redis SET), byte for byte
+ * encodeObject(overwrite(decodeHistory(stored).history, actor, sibling)), written from the
+ * stored bytes: each entry's actor and counter are copied as they are, its values dropped, and
+ * `actor`'s entry (found, or inserted in actor order) counts one more event holding `sibling`.
+ * The hot path of SET: no object is built on the way.
+ */
+export function encodeOverwrite(stored: Uint8Array, actor: string, sibling: Sibling): Uint8Array {
+  const reader = new Reader(stored);
+  assert(reader.byte() === objectFormatVersion, 'stored object has an unknown format version');
+  const entryCount = reader.varint();
+  const entriesStart = reader.offset;
+  const newSiblingLength = siblingLength(sibling);
+  // Pass 1: the output length, and whether `actor` has an entry already.
+  let length = 1;
+  let ownFound = false;
+  for (let index = 0; index < entryCount; index++) {
+    const start = reader.offset;
+    const own = reader.actorEquals(actor);
+    const counter = reader.varint();
+    length += reader.offset - start + 1;
+    if (own) {
+      ownFound = true;
+      length += varintLength(counter + 1) - varintLength(counter) + newSiblingLength;
+    }
+    reader.skipSiblings(undefined);
+  }
+  const anonymousStart = reader.offset;
+  reader.skipSiblings(undefined);
+  assert(reader.offset === stored.length, 'stored object has trailing bytes');
+  const outCount = ownFound ? entryCount : entryCount + 1;
+  // A new entry: the actor, counter 1 and a list of one sibling (one byte each).
+  if (!ownFound) length += varintLength(actor.length) + actor.length + 2 + newSiblingLength;
+  length += varintLength(outCount) + (stored.length - anonymousStart);
+  // Pass 2: the entries again, in order, with `actor`'s inserted where it sorts.
+  const out = Buffer.allocUnsafe(length);
+  out[0] = objectFormatVersion;
+  let offset = writeVarint(out, 1, outCount);
+  let inserted = ownFound;
+  reader.offset = entriesStart;
+  for (let index = 0; index < entryCount; index++) {
+    const start = reader.offset;
+    if (!inserted && reader.actorAfter(actor)) {
+      offset = writeOwnEntry(out, offset, actor, 1, sibling);
+      inserted = true;
+    }
+    const own = reader.actorEquals(actor);
+    const counterStart = reader.offset;
+    const counter = reader.varint();
+    if (own) {
+      offset = writeOwnEntry(out, offset, actor, counter + 1, sibling);
+    } else {
+      out.set(stored.subarray(start, counterStart), offset);
+      offset += counterStart - start;
+      out.set(stored.subarray(counterStart, reader.offset), offset);
+      offset += reader.offset - counterStart;
+      out[offset++] = 0;
+    }
+    reader.skipSiblings(undefined);
+  }
+  if (!inserted) offset = writeOwnEntry(out, offset, actor, 1, sibling);
+  out.set(stored.subarray(anonymousStart), offset);
+  offset += stored.length - anonymousStart;
+  assert(offset === length, 'overwritten object size miscounted');
+  return out;
+}
+
+function writeOwnEntry(out: Buffer, start: number, actor: string, counter: number, sibling: Sibling): number {
+  let offset = writeVarint(out, start, actor.length);
+  offset = writeAscii(out, offset, actor);
+  offset = writeVarint(out, offset, counter);
+  return writeSiblings(out, offset, [sibling]);
+}
+
 /**
  * The value a plain Redis GET returns (the `newestSibling` rule) read straight from the encoded
  * object, without building its siblings: the hot path of GET. Undefined when only tombstones
@@ -113,7 +212,7 @@ export function decodeNewestValue(bytes: Uint8Array): Uint8Array | undefined {
   const best: Candidate = { value: undefined, writtenAtMs: -1, contentType: '' };
   const entryCount = reader.varint();
   for (let index = 0; index < entryCount; index++) {
-    reader.view(reader.varint());
+    reader.skip(reader.varint());
     reader.varint();
     reader.newestOf(best);
   }
@@ -147,11 +246,13 @@ export function decodeClock(bytes: Uint8Array): { readonly entries: ClockEntry[]
 
 function siblingsLength(siblings: readonly Sibling[]): number {
   let length = varintLength(siblings.length);
-  for (const sibling of siblings) {
-    length += 1 + varintLength(sibling.writtenAtMs) + varintLength(sibling.contentType.length) + sibling.contentType.length;
-    if (sibling.value !== null) length += varintLength(sibling.value.length) + sibling.value.length;
-  }
+  for (const sibling of siblings) length += siblingLength(sibling);
   return length;
+}
+
+function siblingLength(sibling: Sibling): number {
+  const length = 1 + varintLength(sibling.writtenAtMs) + varintLength(sibling.contentType.length) + sibling.contentType.length;
+  return sibling.value === null ? length : length + varintLength(sibling.value.length) + sibling.value.length;
 }
 
 function writeSiblings(out: Buffer, start: number, siblings: readonly Sibling[]): number {
@@ -175,15 +276,23 @@ function writeAscii(out: Buffer, start: number, text: string): number {
   return start + text.length;
 }
 
-/** Unsigned LEB128 of a safe integer: 7 bits a byte, low bits first. */
+/**
+ * Unsigned LEB128 of a safe integer: 7 bits a byte, low bits first. Timestamps (41 bits) sit in
+ * every sibling, so the length is found by comparisons rather than by repeated division.
+ */
 function varintLength(value: number): number {
   if (value < 0x80 && value >= 0) return 1;
-  assert(Number.isSafeInteger(value) && value >= 0, `varint out of range: ${value}`);
-  let length = 1;
-  for (let rest = value; rest >= 0x80; rest = Math.floor(rest / 0x80)) length++;
-  return length;
+  assert(Number.isSafeInteger(value) && value >= 0, () => `varint out of range: ${value}`);
+  if (value < 2 ** 14) return 2;
+  if (value < 2 ** 21) return 3;
+  if (value < 2 ** 28) return 4;
+  if (value < 2 ** 35) return 5;
+  if (value < 2 ** 42) return 6;
+  if (value < 2 ** 49) return 7;
+  return 8;
 }
 
+/** Writes `value` as LEB128: the bits above 28 are split off once, the rest is 32-bit arithmetic. */
 function writeVarint(out: Buffer, start: number, value: number): number {
   if (value < 0x80) {
     out[start] = value;
@@ -191,9 +300,15 @@ function writeVarint(out: Buffer, start: number, value: number): number {
   }
   let offset = start;
   let rest = value;
+  if (rest >= 2 ** 28) {
+    const high = Math.floor(rest / 2 ** 28);
+    let low = rest - high * 2 ** 28;
+    for (let byte = 0; byte < 4; byte++, low >>>= 7) out[offset++] = (low & 0x7f) | 0x80;
+    rest = high;
+  }
   while (rest >= 0x80) {
-    out[offset++] = (rest % 0x80) | 0x80;
-    rest = Math.floor(rest / 0x80);
+    out[offset++] = (rest & 0x7f) | 0x80;
+    rest >>>= 7;
   }
   out[offset++] = rest;
   return offset;
@@ -268,26 +383,59 @@ class Reader {
     for (let index = 0; index < count; index++) {
       const flags = this.byte();
       this.varint();
-      this.view(this.varint());
-      if ((flags & tombstoneFlag) === 0) this.view(this.varint());
+      this.skip(this.varint());
+      if ((flags & tombstoneFlag) === 0) this.skip(this.varint());
     }
     return count;
   }
 
   /** Steps over a sibling list; true when one of them is a value rather than a tombstone. Keeps the latest timestamp in `newest`. */
-  skipSiblings(newest: { writtenAtMs: number }): boolean {
+  skipSiblings(newest: { writtenAtMs: number } | undefined): boolean {
     const count = this.varint();
     let live = false;
     for (let index = 0; index < count; index++) {
       const flags = this.byte();
-      newest.writtenAtMs = Math.max(newest.writtenAtMs, this.varint());
-      this.view(this.varint());
+      const writtenAtMs = this.varint();
+      if (newest !== undefined && writtenAtMs > newest.writtenAtMs) newest.writtenAtMs = writtenAtMs;
+      this.skip(this.varint());
       if ((flags & tombstoneFlag) === 0) {
         live = true;
-        this.view(this.varint());
+        this.skip(this.varint());
       }
     }
     return live;
+  }
+
+  /** Steps over `length` bytes. */
+  skip(length: number): void {
+    assert(this.offset + length <= this.bytes.length, 'stored object is truncated');
+    this.offset += length;
+  }
+
+  /** Reads an entry's actor (length and name); true when it is `actor`. */
+  actorEquals(actor: string): boolean {
+    const length = this.varint();
+    const equal = length === actor.length && this.offset + length <= this.bytes.length && this.matches(actor);
+    this.skip(length);
+    return equal;
+  }
+
+  /** Whether the actor of the entry that starts here sorts after `actor` (the position is kept). */
+  actorAfter(actor: string): boolean {
+    const saved = this.offset;
+    const length = this.varint();
+    assert(this.offset + length <= this.bytes.length, 'stored object is truncated');
+    let after = length > actor.length;
+    for (let index = 0; index < Math.min(length, actor.length); index++) {
+      const byte = this.bytes[this.offset + index] as number;
+      const char = actor.charCodeAt(index);
+      if (byte !== char) {
+        after = byte > char;
+        break;
+      }
+    }
+    this.offset = saved;
+    return after;
   }
 
   /** Steps over a sibling list, keeping in `best` the live sibling `newestSibling` would pick. */
@@ -298,11 +446,11 @@ class Reader {
       const writtenAtMs = this.varint();
       const contentTypeLength = this.varint();
       if ((flags & tombstoneFlag) !== 0) {
-        this.view(contentTypeLength);
+        this.skip(contentTypeLength);
         continue;
       }
       const contentTypeStart = this.offset;
-      this.view(contentTypeLength);
+      this.skip(contentTypeLength);
       const value = this.view(this.varint());
       if (best.value !== undefined && writtenAtMs < best.writtenAtMs) continue;
       const contentType = this.stringAt(contentTypeStart, contentTypeLength);

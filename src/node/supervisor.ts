@@ -113,14 +113,14 @@ export class Supervisor {
 
   constructor(options: SupervisorOptions) {
     const { strategy, restartsMax, restartWindowMs, backoffInitialMs, backoffMaxMs } = options;
-    assert(strategy === 'one-for-one' || strategy === 'rest-for-one', `Supervisor: unknown strategy '${String(strategy)}'`);
-    assert(Number.isSafeInteger(restartsMax) && restartsMax >= 0, `Supervisor: restartsMax must be an integer >= 0, got ${restartsMax}`);
-    assert(Number.isFinite(restartWindowMs) && restartWindowMs > 0, `Supervisor: restartWindowMs must be > 0, got ${restartWindowMs}`);
+    assert(strategy === 'one-for-one' || strategy === 'rest-for-one', () => `Supervisor: unknown strategy '${String(strategy)}'`);
+    assert(Number.isSafeInteger(restartsMax) && restartsMax >= 0, () => `Supervisor: restartsMax must be an integer >= 0, got ${restartsMax}`);
+    assert(Number.isFinite(restartWindowMs) && restartWindowMs > 0, () => `Supervisor: restartWindowMs must be > 0, got ${restartWindowMs}`);
     // A zero delay would let a child that fails at once spin the event loop until intensity trips.
-    assert(Number.isFinite(backoffInitialMs) && backoffInitialMs > 0, `Supervisor: backoffInitialMs must be > 0, got ${backoffInitialMs}`);
+    assert(Number.isFinite(backoffInitialMs) && backoffInitialMs > 0, () => `Supervisor: backoffInitialMs must be > 0, got ${backoffInitialMs}`);
     assert(
       Number.isFinite(backoffMaxMs) && backoffInitialMs <= backoffMaxMs,
-      `Supervisor: backoffInitialMs (${backoffInitialMs}) must be <= backoffMaxMs (${backoffMaxMs})`,
+      () => `Supervisor: backoffInitialMs (${backoffInitialMs}) must be <= backoffMaxMs (${backoffMaxMs})`,
     );
     this.options = options;
   }

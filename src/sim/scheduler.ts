@@ -51,7 +51,7 @@ export class Scheduler {
 
   /** Calls `callback` after `delayMs` of virtual time, unless cancelled or its owner died first. */
   schedule(delayMs: number, callback: () => void, owner?: TimerOwner): TimerHandle {
-    assert(Number.isFinite(delayMs), `timer delay must be finite, got ${delayMs}`);
+    assert(Number.isFinite(delayMs), () => `timer delay must be finite, got ${delayMs}`);
     const event: Event = { atMs: this.now + Math.max(0, delayMs), sequence: this.sequence++, callback, owner, cancelled: false };
     this.push(event);
     return {

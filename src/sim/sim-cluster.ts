@@ -83,7 +83,7 @@ export class SimCluster {
 
   node(nodeId: string): SimNode {
     const found = this.nodes.find((node) => node.nodeId === nodeId);
-    assert(found !== undefined, `no simulated node ${nodeId}`);
+    assert(found !== undefined, () => `no simulated node ${nodeId}`);
     return found;
   }
 
@@ -161,7 +161,7 @@ export class SimNode {
 
   /** Starts a new process on this node's disk; resolves when it is up or failed to start. */
   start(): Promise<void> {
-    assert(this.state === 'down', `${this.nodeId} is already ${this.state}`);
+    assert(this.state === 'down', () => `${this.nodeId} is already ${this.state}`);
     const { scheduler, trace } = this.cluster;
     this.incarnations += 1;
     const incarnation = new Incarnation(this.nodeId, this.incarnations);

@@ -66,7 +66,7 @@ export class MemoryEngine implements Engine {
     this.scanChunkEntries = options.scanChunkEntries ?? scanChunkEntriesMax;
     assert(
       Number.isInteger(this.scanChunkEntries) && this.scanChunkEntries >= 1 && this.scanChunkEntries <= scanChunkEntriesMax,
-      `scanChunkEntries must be an integer in [1, ${scanChunkEntriesMax}], got ${this.scanChunkEntries}`,
+      () => `scanChunkEntries must be an integer in [1, ${scanChunkEntriesMax}], got ${this.scanChunkEntries}`,
     );
     this.keysOrdered = new SkipList<null>(this.random);
   }
@@ -248,7 +248,7 @@ class ScanSnapshot {
 
   constructor(range: ScanRange) {
     const { limit } = range;
-    assert(limit === undefined || (Number.isSafeInteger(limit) && limit >= 0), `scan: limit must be a non-negative integer, got ${limit}`);
+    assert(limit === undefined || (Number.isSafeInteger(limit) && limit >= 0), () => `scan: limit must be a non-negative integer, got ${limit}`);
     assert(range.gte === undefined || range.gte instanceof Uint8Array, 'scan: gte must be a Uint8Array');
     assert(range.lt === undefined || range.lt instanceof Uint8Array, 'scan: lt must be a Uint8Array');
     this.gte = range.gte === undefined ? undefined : latin1FromBytes(range.gte);

@@ -157,23 +157,23 @@ export class SkipList<V> {
 
   /** Checks the whole structure: O(n levels). For tests and debugging, not the hot path. */
   invariants(): void {
-    assert(this.levelCount >= 1 && this.levelCount <= levelsMax, `skip list: level count ${this.levelCount}`);
+    assert(this.levelCount >= 1 && this.levelCount <= levelsMax, () => `skip list: level count ${this.levelCount}`);
     assert(this.head.next.length === levelsMax, 'skip list: head tower must be levelsMax tall');
     for (let level = this.levelCount; level < levelsMax; level++) {
-      assert(this.head.next[level] === null, `skip list: level ${level} above level count is not empty`);
+      assert(this.head.next[level] === null, () => `skip list: level ${level} above level count is not empty`);
     }
     assert(this.levelCount === 1 || this.head.next[this.levelCount - 1] !== null, 'skip list: top level is empty');
     let count = 0;
     let previous = this.head;
     for (let node = this.head.next[0] ?? null; node !== null; node = node.next[0] ?? null) {
-      assert(node.next.length >= 1 && node.next.length <= this.levelCount, `skip list: tower height ${node.next.length}`);
-      assert(node.previous === previous, `skip list: previous pointer of ${JSON.stringify(node.key)}`);
-      assert(previous === this.head || previous.key < node.key, `skip list: keys out of order at ${JSON.stringify(node.key)}`);
+      assert(node.next.length >= 1 && node.next.length <= this.levelCount, () => `skip list: tower height ${node.next.length}`);
+      assert(node.previous === previous, () => `skip list: previous pointer of ${JSON.stringify(node.key)}`);
+      assert(previous === this.head || previous.key < node.key, () => `skip list: keys out of order at ${JSON.stringify(node.key)}`);
       previous = node;
       count++;
     }
     assert(this.tail === previous, 'skip list: tail is not the last node');
-    assert(count === this.count, `skip list: size ${this.count} but ${count} nodes`);
+    assert(count === this.count, () => `skip list: size ${this.count} but ${count} nodes`);
     for (let level = 1; level < this.levelCount; level++) this.levelInvariants(level);
   }
 
@@ -181,9 +181,9 @@ export class SkipList<V> {
   private levelInvariants(level: number): void {
     let below = this.head.next[level - 1] ?? null;
     for (let node = this.head.next[level] ?? null; node !== null; node = node.next[level] ?? null) {
-      assert(node.next.length > level, `skip list: node ${JSON.stringify(node.key)} linked above its height`);
+      assert(node.next.length > level, () => `skip list: node ${JSON.stringify(node.key)} linked above its height`);
       while (below !== null && below !== node) below = below.next[level - 1] ?? null;
-      assert(below === node, `skip list: level ${level} node ${JSON.stringify(node.key)} missing below`);
+      assert(below === node, () => `skip list: level ${level} node ${JSON.stringify(node.key)} missing below`);
     }
     const tallEnough = [];
     for (let node = this.head.next[0] ?? null; node !== null; node = node.next[0] ?? null) {
@@ -191,10 +191,10 @@ export class SkipList<V> {
     }
     let index = 0;
     for (let node = this.head.next[level] ?? null; node !== null; node = node.next[level] ?? null) {
-      assert(tallEnough[index] === node, `skip list: level ${level} skips a tall node`);
+      assert(tallEnough[index] === node, () => `skip list: level ${level} skips a tall node`);
       index++;
     }
-    assert(index === tallEnough.length, `skip list: level ${level} misses tall nodes`);
+    assert(index === tallEnough.length, () => `skip list: level ${level} misses tall nodes`);
   }
 
   /** Fills `predecessors[i]` with the last node at level i whose key is < `key`. */
@@ -237,7 +237,7 @@ export class SkipList<V> {
       level++;
       bits >>>= branchingBits;
     }
-    assert(level >= 1 && level <= levelsMax, `skip list: level ${level} out of range`);
+    assert(level >= 1 && level <= levelsMax, () => `skip list: level ${level} out of range`);
     return level;
   }
 }

@@ -288,16 +288,16 @@ class MemoryDisk implements MemoryFileSystem {
   flipBit(path: string, byteOffset: number, bit: number): void {
     const name = normalize(path);
     const entry = this.entries.get(name) ?? this.durableEntries.get(name);
-    assert(entry !== undefined && entry.kind === 'file', `flipBit: no file ${name}`);
-    assert(Number.isInteger(bit) && bit >= 0 && bit < 8, `flipBit: bit ${bit} outside [0, 8)`);
+    assert(entry !== undefined && entry.kind === 'file', () => `flipBit: no file ${name}`);
+    assert(Number.isInteger(bit) && bit >= 0 && bit < 8, () => `flipBit: bit ${bit} outside [0, 8)`);
     const { inode } = entry;
-    assert(Number.isInteger(byteOffset) && byteOffset >= 0 && byteOffset < inode.durable.length, `flipBit: offset ${byteOffset} outside the durable ${inode.durable.length} bytes of ${name}`);
+    assert(Number.isInteger(byteOffset) && byteOffset >= 0 && byteOffset < inode.durable.length, () => `flipBit: offset ${byteOffset} outside the durable ${inode.durable.length} bytes of ${name}`);
     inode.durable.flipBit(byteOffset, bit);
     if (byteOffset < inode.current.length) inode.current.flipBit(byteOffset, bit);
   }
 
   failNextWrites(count: number, code = 'ENOSPC'): void {
-    assert(Number.isInteger(count) && count >= 0, `failNextWrites: count ${count} must be an integer >= 0`);
+    assert(Number.isInteger(count) && count >= 0, () => `failNextWrites: count ${count} must be an integer >= 0`);
     this.writeFailures = { count, code };
   }
 

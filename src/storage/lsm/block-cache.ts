@@ -51,7 +51,7 @@ export class BlockCache {
   private spareBytes = 0;
 
   constructor(readonly bytesMax: number) {
-    assert(Number.isSafeInteger(bytesMax) && bytesMax >= 0, `block cache bytesMax must be an integer >= 0: ${bytesMax}`);
+    assert(Number.isSafeInteger(bytesMax) && bytesMax >= 0, () => `block cache bytesMax must be an integer >= 0: ${bytesMax}`);
   }
 
   get sizeBytes(): number {

@@ -46,7 +46,7 @@ export class BloomFilterBuilder {
   private count = 0;
 
   constructor(private readonly bitsPerKey: number) {
-    assert(bitsPerKey >= 1 && bitsPerKey <= bloomBitsPerKeyMax, `bloom bits per key out of range: ${bitsPerKey}`);
+    assert(bitsPerKey >= 1 && bitsPerKey <= bloomBitsPerKeyMax, () => `bloom bits per key out of range: ${bitsPerKey}`);
   }
 
   add(key: Uint8Array): void {

@@ -45,7 +45,7 @@ export async function replayCommitLog(
   fromSegment: number,
   onBatch: (sequence: number, operations: LogOperation[]) => void,
 ): Promise<ReplayResult> {
-  assert(Number.isSafeInteger(fromSegment) && fromSegment >= 0, `fromSegment ${fromSegment} must be a safe integer >= 0`);
+  assert(Number.isSafeInteger(fromSegment) && fromSegment >= 0, () => `fromSegment ${fromSegment} must be a safe integer >= 0`);
   const segments = (await listSegments(fs, dir)).filter((segment) => segment >= fromSegment);
   let records = 0;
   let operations = 0;
@@ -79,7 +79,7 @@ export async function replayCommitLog(
 
 /** Deletes every segment numbered below `segment` (their data is flushed); returns how many. */
 export async function deleteSegmentsBefore(fs: FileSystem, dir: string, segment: number): Promise<number> {
-  assert(Number.isSafeInteger(segment) && segment >= 0, `segment ${segment} must be a safe integer >= 0`);
+  assert(Number.isSafeInteger(segment) && segment >= 0, () => `segment ${segment} must be a safe integer >= 0`);
   const doomed = (await listSegments(fs, dir)).filter((number) => number < segment);
   for (const number of doomed) await fs.unlink(segmentPath(dir, number));
   if (doomed.length > 0) await fs.syncDirectory(dir);

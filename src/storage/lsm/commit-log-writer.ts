@@ -55,7 +55,7 @@ export type LogOperation = BatchOperation | { readonly type: 'deleteRange'; read
 const crcMaskDelta = 0xa282ead8;
 
 export function segmentFileName(segment: number): string {
-  assert(Number.isSafeInteger(segment) && segment >= 0, `segment number ${segment} must be a safe integer >= 0`);
+  assert(Number.isSafeInteger(segment) && segment >= 0, () => `segment number ${segment} must be a safe integer >= 0`);
   return `log-${String(segment).padStart(8, '0')}.log`;
 }
 
@@ -95,7 +95,7 @@ function checkOperation(operation: LogOperation): void {
   assert(operation.key instanceof Uint8Array, 'a batch operation key must be a Uint8Array');
   if (operation.type === 'put') assert(operation.value instanceof Uint8Array, 'a put value must be a Uint8Array');
   else if (operation.type === 'deleteRange') assert(operation.end === undefined || operation.end.length > 0, 'a range deletion ends at a non-empty key or at the end');
-  else assert(operation.type === 'delete', `unknown batch operation type ${String((operation as { type: unknown }).type)}`);
+  else assert(operation.type === 'delete', () => `unknown batch operation type ${String((operation as { type: unknown }).type)}`);
 }
 
 /** The second byte string of an operation: a put's value, a range deletion's end (empty: open). */
@@ -109,7 +109,7 @@ const emptyBytes = new Uint8Array(0);
 
 /** One whole record (header + payload) for a batch whose first operation takes `firstSequence`. */
 export function encodeBatchRecord(firstSequence: number, operations: readonly LogOperation[]): Uint8Array {
-  assert(Number.isSafeInteger(firstSequence) && firstSequence >= 1, `first sequence ${firstSequence} must be a safe integer >= 1`);
+  assert(Number.isSafeInteger(firstSequence) && firstSequence >= 1, () => `first sequence ${firstSequence} must be a safe integer >= 1`);
   assert(operations.length >= 1, 'a batch holds at least one operation');
   let payloadBytes = 1 + varintBytes(firstSequence) + varintBytes(operations.length);
   for (const operation of operations) {
@@ -153,12 +153,12 @@ type Pending =
   | { readonly kind: 'close'; readonly settle: Settle<void> };
 
 function checkOptions(options: CommitLogOptions): void {
-  assert(['always', 'periodic', 'none'].includes(options.syncPolicy), `unknown sync policy ${options.syncPolicy}`);
-  assert(Number.isInteger(options.syncIntervalMs) && options.syncIntervalMs >= 1, `syncIntervalMs ${options.syncIntervalMs} must be an integer >= 1`);
-  assert(Number.isSafeInteger(options.segmentBytesMax) && options.segmentBytesMax >= 1024, `segmentBytesMax ${options.segmentBytesMax} must be >= 1024`);
+  assert(['always', 'periodic', 'none'].includes(options.syncPolicy), () => `unknown sync policy ${options.syncPolicy}`);
+  assert(Number.isInteger(options.syncIntervalMs) && options.syncIntervalMs >= 1, () => `syncIntervalMs ${options.syncIntervalMs} must be an integer >= 1`);
+  assert(Number.isSafeInteger(options.segmentBytesMax) && options.segmentBytesMax >= 1024, () => `segmentBytesMax ${options.segmentBytesMax} must be >= 1024`);
   assert(
     Number.isSafeInteger(options.recordBytesMax) && options.recordBytesMax >= 64 && options.recordBytesMax <= Math.min(options.segmentBytesMax, commitLogRecordBytesLimit),
-    `recordBytesMax ${options.recordBytesMax} must be in [64, min(segmentBytesMax, ${commitLogRecordBytesLimit})]`,
+    () => `recordBytesMax ${options.recordBytesMax} must be in [64, min(segmentBytesMax, ${commitLogRecordBytesLimit})]`,
   );
 }
 
@@ -192,7 +192,7 @@ export class CommitLogWriter {
   /** Starts a new, empty segment file `start.segment` (made durable in its directory before any append). */
   static async open(fs: FileSystem, dir: string, options: CommitLogOptions, start: { segment: number; nextSequence: number }): Promise<CommitLogWriter> {
     checkOptions(options);
-    assert(Number.isSafeInteger(start.nextSequence) && start.nextSequence >= 1, `nextSequence ${start.nextSequence} must be a safe integer >= 1`);
+    assert(Number.isSafeInteger(start.nextSequence) && start.nextSequence >= 1, () => `nextSequence ${start.nextSequence} must be a safe integer >= 1`);
     const handle = await createSegment(fs, dir, start.segment);
     return new CommitLogWriter(fs, dir, options, handle, start.segment, start.nextSequence);
   }
@@ -417,7 +417,7 @@ export class CommitLogWriter {
 
 async function createSegment(fs: FileSystem, dir: string, segment: number): Promise<FileHandle> {
   const path = segmentPath(dir, segment);
-  assert(!(await fs.exists(path)), `commit log segment ${path} already exists: a writer only starts new segments`);
+  assert(!(await fs.exists(path)), () => `commit log segment ${path} already exists: a writer only starts new segments`);
   const handle = await fs.open(path, { create: true });
   // The directory entry must be durable before any record in the file is acknowledged.
   await fs.syncDirectory(dir);

@@ -937,7 +937,7 @@ function checkOptions(options: LsmOptions): void {
   ];
   for (const name of positive) {
     const value = options[name];
-    assert(typeof value === 'number' && Number.isSafeInteger(value) && value >= 1, `lsm option ${name} must be an integer >= 1, got ${String(value)}`);
+    assert(typeof value === 'number' && Number.isSafeInteger(value) && value >= 1, () => `lsm option ${name} must be an integer >= 1, got ${String(value)}`);
   }
   assert(Number.isSafeInteger(options.blockCacheBytes) && options.blockCacheBytes >= 0, 'lsm option blockCacheBytes must be an integer >= 0');
   assert(options.level0StopWritesTrigger > options.level0CompactionTrigger, 'lsm option level0StopWritesTrigger must exceed level0CompactionTrigger');

@@ -71,13 +71,13 @@ export function emptyManifest(): ManifestState {
 
 /** `MANIFEST-00000007`: the version, zero-padded to at least 8 digits. */
 export function manifestFileName(version: number): string {
-  assert(Number.isSafeInteger(version) && version >= 1, `manifest version must be a safe integer >= 1, got ${version}`);
+  assert(Number.isSafeInteger(version) && version >= 1, () => `manifest version must be a safe integer >= 1, got ${version}`);
   return `MANIFEST-${String(version).padStart(8, '0')}`;
 }
 
 /** `00000042.sst`: the id, zero-padded to at least 8 digits. */
 export function tableFileName(id: number): string {
-  assert(Number.isSafeInteger(id) && id >= 0, `table id must be a safe integer >= 0, got ${id}`);
+  assert(Number.isSafeInteger(id) && id >= 0, () => `table id must be a safe integer >= 0, got ${id}`);
   return `${String(id).padStart(8, '0')}.sst`;
 }
 
@@ -104,9 +104,9 @@ export async function readManifest(fs: FileSystem, dir: string): Promise<Manifes
  */
 export async function writeManifest(fs: FileSystem, dir: string, state: ManifestState): Promise<void> {
   const problem = stateProblem(state);
-  assert(problem === undefined, `writeManifest: invalid state: ${problem}`);
+  assert(problem === undefined, () => `writeManifest: invalid state: ${problem}`);
   const previous = (await readCurrentVersion(fs, dir)) ?? 0;
-  assert(state.version === previous + 1, `writeManifest: version ${state.version} after ${previous}, must be ${previous + 1}`);
+  assert(state.version === previous + 1, () => `writeManifest: version ${state.version} after ${previous}, must be ${previous + 1}`);
   const name = manifestFileName(state.version);
   const handle = await fs.open(joinPath(dir, name), { create: true });
   try {
@@ -148,7 +148,7 @@ export async function orphanFiles(fs: FileSystem, dir: string, state: ManifestSt
 /** The manifest file's bytes (docs/format/manifest.md). `state` must be valid (asserted). */
 export function encodeManifest(state: ManifestState): Uint8Array {
   const problem = stateProblem(state);
-  assert(problem === undefined, `encodeManifest: invalid state: ${problem}`);
+  assert(problem === undefined, () => `encodeManifest: invalid state: ${problem}`);
   const writer = new ByteWriter();
   writer.bytes(manifestMagic);
   writer.byte(manifestFormatVersion);
@@ -342,7 +342,7 @@ class ByteWriter {
 
   /** Unsigned LEB128 of a safe integer: 7 bits per byte, low group first, at most 8 bytes. */
   varint(value: number): void {
-    assert(isCount(value), `varint: ${value} is not a safe integer >= 0`);
+    assert(isCount(value), () => `varint: ${value} is not a safe integer >= 0`);
     let rest = value;
     while (rest >= 0x80) {
       this.byte((rest % 0x80) | 0x80);

@@ -149,7 +149,7 @@ export class Memtable {
    */
   deleteRange(start: Uint8Array, end: Uint8Array | undefined, sequence: number): void {
     assert(!this.frozenFlag, 'memtable: range deletion in a frozen memtable');
-    assert(Number.isSafeInteger(sequence) && sequence >= 1, `memtable deleteRange: sequence must be a safe integer >= 1, got ${sequence}`);
+    assert(Number.isSafeInteger(sequence) && sequence >= 1, () => `memtable deleteRange: sequence must be a safe integer >= 1, got ${sequence}`);
     const last = this.ranges[this.ranges.length - 1];
     assert(last === undefined || sequence > last.sequence, 'memtable deleteRange: sequences must grow');
     this.ranges.push({ start: Buffer.from(start), end: end === undefined ? undefined : Buffer.from(end), sequence });
@@ -211,19 +211,19 @@ export class Memtable {
         live += 1;
         liveBytes += key.length + cell.value.length;
       }
-      assert(this.cells.get(key) === cell, `memtable: map and skip list disagree on ${JSON.stringify(key)}`);
+      assert(this.cells.get(key) === cell, () => `memtable: map and skip list disagree on ${JSON.stringify(key)}`);
       assert(cell.sequence >= this.sequenceSmallest && cell.sequence <= this.sequenceLargest, 'memtable: sequence out of bounds');
       sizeBytes += entrySizeBytes(key, cell.value);
     }
     for (const range of this.ranges) sizeBytes += range.start.length + (range.end?.length ?? 0) + memtableEntryOverheadBytes;
-    assert(sizeBytes === this.sizeBytesTotal, `memtable: sizeBytes ${this.sizeBytesTotal}, entries add up to ${sizeBytes}`);
-    assert(live === this.liveKeys && liveBytes === this.liveBytesTotal, `memtable: live ${this.liveKeys}/${this.liveBytesTotal}, entries add up to ${live}/${liveBytes}`);
+    assert(sizeBytes === this.sizeBytesTotal, () => `memtable: sizeBytes ${this.sizeBytesTotal}, entries add up to ${sizeBytes}`);
+    assert(live === this.liveKeys && liveBytes === this.liveBytesTotal, () => `memtable: live ${this.liveKeys}/${this.liveBytesTotal}, entries add up to ${live}/${liveBytes}`);
   }
 
   private write(keyBytes: Uint8Array, value: string | null, sequence: number): void {
     assert(!this.frozenFlag, 'memtable: write to a frozen memtable');
     assert(keyBytes instanceof Uint8Array, 'memtable write: key must be a Uint8Array');
-    assert(Number.isSafeInteger(sequence) && sequence >= 0, `memtable write: sequence must be a safe integer >= 0, got ${sequence}`);
+    assert(Number.isSafeInteger(sequence) && sequence >= 0, () => `memtable write: sequence must be a safe integer >= 0, got ${sequence}`);
     const key = latin1FromBytes(keyBytes);
     const cell = this.cells.get(key);
     if (cell === undefined) {
@@ -232,7 +232,7 @@ export class Memtable {
       this.keysOrdered.add(key);
       this.sizeBytesTotal += entrySizeBytes(key, value);
     } else {
-      assert(sequence > cell.sequence, `memtable write: sequence ${sequence} is not above the key's stored ${cell.sequence}`);
+      assert(sequence > cell.sequence, () => `memtable write: sequence ${sequence} is not above the key's stored ${cell.sequence}`);
       if (cell.value !== null) {
         this.liveKeys -= 1;
         this.liveBytesTotal -= key.length + cell.value.length;

@@ -84,7 +84,7 @@ export class ByteWriter {
 
   /** Unsigned LEB128 of an integer in [0, 2^53]: at most 8 bytes. */
   putVarint(value: number): void {
-    assert(Number.isSafeInteger(value) && value >= 0, `varint out of range: ${value}`);
+    assert(Number.isSafeInteger(value) && value >= 0, () => `varint out of range: ${value}`);
     this.reserve(8);
     let rest = value;
     while (rest >= 0x80) {
@@ -100,7 +100,7 @@ export class ByteWriter {
   }
 
   putUint32(value: number): void {
-    assert(Number.isInteger(value) && value >= 0 && value <= 0xffff_ffff, `u32 out of range: ${value}`);
+    assert(Number.isInteger(value) && value >= 0 && value <= 0xffff_ffff, () => `u32 out of range: ${value}`);
     this.reserve(4);
     this.bytes[this.length++] = value & 0xff;
     this.bytes[this.length++] = (value >>> 8) & 0xff;
@@ -109,7 +109,7 @@ export class ByteWriter {
   }
 
   putUint64(value: number): void {
-    assert(Number.isSafeInteger(value) && value >= 0, `u64 out of range: ${value}`);
+    assert(Number.isSafeInteger(value) && value >= 0, () => `u64 out of range: ${value}`);
     this.putUint32(value % 0x1_0000_0000);
     this.putUint32(Math.floor(value / 0x1_0000_0000));
   }

@@ -91,7 +91,7 @@ export class SstableWriter {
     const { blockBytes } = resolvedOptions;
     assert(
       Number.isInteger(blockBytes) && blockBytes >= blockBytesMin && blockBytes <= blockBytesLimit,
-      `blockBytes out of range [${blockBytesMin}, ${blockBytesLimit}]: ${blockBytes}`,
+      () => `blockBytes out of range [${blockBytesMin}, ${blockBytesLimit}]: ${blockBytes}`,
     );
     const handle = await fs.open(path, { create: true });
     await handle.truncate(0);
@@ -104,13 +104,13 @@ export class SstableWriter {
    * is done; a caller may also add again without awaiting (writes stay in order).
    */
   add(entry: SstableEntry): Promise<void> {
-    assert(this.state === 'open', `SstableWriter.add after ${this.state}`);
+    assert(this.state === 'open', () => `SstableWriter.add after ${this.state}`);
     const { key, sequence, value } = entry;
     assert(
       this.previousKey === undefined || compareBytes(this.previousKey, key) < 0,
       'SSTable keys must be strictly increasing',
     );
-    assert(Number.isSafeInteger(sequence) && sequence >= 0, `sequence out of range: ${sequence}`);
+    assert(Number.isSafeInteger(sequence) && sequence >= 0, () => `sequence out of range: ${sequence}`);
     const keyCopy = new Uint8Array(key); // a copy even of a Buffer (whose slice is a view)
     this.block.add(keyCopy, sequence, value);
     this.bloom.add(keyCopy);
@@ -126,7 +126,7 @@ export class SstableWriter {
 
   /** Writes the tail, fsyncs and closes. A table has at least one entry (else: abort). */
   async finish(): Promise<SstableInfo> {
-    assert(this.state === 'open', `SstableWriter.finish after ${this.state}`);
+    assert(this.state === 'open', () => `SstableWriter.finish after ${this.state}`);
     assert(this.entries > 0 && this.previousKey !== undefined && this.smallestKey !== undefined, 'an empty SSTable is never written: abort it');
     this.state = 'finished';
     if (this.block.entries > 0) this.cutBlock();
