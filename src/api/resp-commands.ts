@@ -51,19 +51,33 @@ interface CommandSpec {
 const redisCompatibleVersion = '7.2.0';
 
 export function executeCommand(context: CommandContext, connection: ConnectionState, args: Buffer[], out: RespWriter): Promise<Reply> | undefined {
-  // Clients send names in upper case (redis-benchmark, ioredis) or lower case (node-redis):
-  // both spellings are in the table, and only a mixed-case name pays for lowering.
-  const raw = (args[0] as Buffer).toString('latin1');
-  const spec = commandsByAnyCase.get(raw) ?? commandsByAnyCase.get(raw.toLowerCase());
+  const name = args[0] as Buffer;
+  const spec = findCommand(name);
   if (spec === undefined) {
-    out.error(`ERR unknown command '${printable(args[0] as Buffer)}', with args beginning with: ${argumentsShown(args)}`);
+    out.error(`ERR unknown command '${printable(name)}', with args beginning with: ${argumentsShown(args)}`);
     return undefined;
   }
   if (spec.arity > 0 ? args.length !== spec.arity : args.length < -spec.arity) {
-    out.error(`ERR wrong number of arguments for '${raw.toLowerCase()}' command`);
+    out.error(`ERR wrong number of arguments for '${name.toString('latin1').toLowerCase()}' command`);
     return undefined;
   }
   return spec.handler(context, connection, args, out);
+}
+
+/**
+ * GET and SET, most of what a cache is sent, are recognised from their bytes in any case, without
+ * making a string (`| 0x20` folds only an ASCII letter's case onto the lower-case letter). Other
+ * names are looked up as sent, upper case (redis-benchmark, ioredis) or lower case (node-redis):
+ * both spellings are in the table, and only a mixed-case name pays for lowering.
+ */
+function findCommand(name: Buffer): CommandSpec | undefined {
+  if (name.length === 3 && ((name[1] as number) | 0x20) === 0x65 && ((name[2] as number) | 0x20) === 0x74) {
+    const first = (name[0] as number) | 0x20;
+    if (first === 0x67) return getSpec;
+    if (first === 0x73) return setSpec;
+  }
+  const raw = name.toString('latin1');
+  return commandsByAnyCase.get(raw) ?? commandsByAnyCase.get(raw.toLowerCase());
 }
 
 /** Redis' wording: each argument quoted and followed by a space, until 128 characters are shown. */
@@ -416,3 +430,5 @@ const commandList: [string, CommandSpec][] = [
 /** Lower-case names for COMMAND; both spellings for lookups (see executeCommand). */
 const commands = new Map<string, CommandSpec>(commandList);
 const commandsByAnyCase = new Map<string, CommandSpec>([...commandList, ...commandList.map(([name, entry]): [string, CommandSpec] => [name.toUpperCase(), entry])]);
+const getSpec = commands.get('get') as CommandSpec;
+const setSpec = commands.get('set') as CommandSpec;

@@ -23,7 +23,15 @@ export class RespWriter {
   }
 
   ok(): void {
-    this.ascii('+OK\r\n');
+    this.ensure(5);
+    const buffer = this.buffer;
+    let at = this.length;
+    buffer[at++] = 0x2b; // +
+    buffer[at++] = 0x4f; // O
+    buffer[at++] = 0x4b; // K
+    buffer[at++] = 13;
+    buffer[at++] = 10;
+    this.length = at;
   }
 
   /** An error reply; `text` starts with its code word (ERR, WRONGTYPE, KEY_TOO_LARGE...). */
@@ -39,11 +47,15 @@ export class RespWriter {
   bulk(value: Uint8Array | null): void {
     if (value === null) return this.null();
     this.ensure(value.length + 24);
-    this.length += this.buffer.write(`$${value.length}\r\n`, this.length, 'latin1');
-    this.buffer.set(value, this.length);
+    const buffer = this.buffer;
+    buffer[this.length++] = 0x24; // $
+    this.decimal(value.length);
+    buffer[this.length++] = 13;
+    buffer[this.length++] = 10;
+    buffer.set(value, this.length);
     this.length += value.length;
-    this.buffer[this.length++] = 13;
-    this.buffer[this.length++] = 10;
+    buffer[this.length++] = 13;
+    buffer[this.length++] = 10;
   }
 
   bulkText(text: string): void {
@@ -73,6 +85,19 @@ export class RespWriter {
     this.buffer.copy(out, 0, 0, this.length);
     this.length = 0;
     return out;
+  }
+
+  /** The digits of a non-negative integer (room already ensured), without making a string. */
+  private decimal(value: number): void {
+    let digits = 1;
+    for (let rest = value; rest >= 10; rest = Math.floor(rest / 10)) digits++;
+    let at = this.length + digits;
+    this.length = at;
+    let rest = value;
+    do {
+      this.buffer[--at] = 0x30 + (rest % 10);
+      rest = Math.floor(rest / 10);
+    } while (rest > 0);
   }
 
   private ascii(text: string): void {

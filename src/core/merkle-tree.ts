@@ -1,4 +1,4 @@
-import { xxh32, xxh64 } from '@node-rs/xxhash';
+import { xxh32, xxh64 } from './xxhash.js';
 import { assert } from './assert.js';
 
 /**

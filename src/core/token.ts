@@ -1,4 +1,4 @@
-import { xxh64 } from '@node-rs/xxhash';
+import { xxh64 } from './xxhash.js';
 import { assert } from './assert.js';
 import { isValidPartitionCount } from './ring-state.js';
 
@@ -103,9 +103,9 @@ export function partitionStart(partition: number, partitionCount: number): bigin
  * The hot path: the partition of a key, equal to partitionOf(keyToken(...)). Q ≤ 4096 needs at
  * most 12 bits, so one BigInt shift takes the high 32 bits of the hash and the rest is 32-bit
  * integer arithmetic. Measured by token.test.ts ("token: cost"), for
- * 16-byte keys on the development machine: xxh64 alone ~130 ns, keyPartition ~240 ns (the rest
- * is encoding the namespace prefix), partitionOf(keyToken(...)) ~255 ns; the BigInt shift and
- * conversion cost a few tens of ns, the native call and the copy dominate.
+ * 16-byte keys on the development machine: xxh64 alone ~100 ns, keyPartition ~170 ns (the rest
+ * is the copy of prefix and key), partitionOf(keyToken(...)) ~200 ns; the BigInt shift and
+ * conversion cost a few tens of ns, the call into WebAssembly and the copies dominate.
  */
 export function keyPartition(namespace: string, key: Uint8Array, partitionCount: number): number {
   const bits = partitionBits(partitionCount);

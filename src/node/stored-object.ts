@@ -1,4 +1,4 @@
-import { xxh64 } from '@node-rs/xxhash';
+import { xxh64 } from '../core/xxhash.js';
 import { assert } from '../core/assert.js';
 import type { ClockEntry, DvvEntry, DvvSet, VersionVector } from '../core/dvv.js';
 import { ErrorCode, failure, success, type Result } from '../core/errors.js';
