@@ -613,7 +613,6 @@ export class KvService implements KeyValueStore {
     return write;
   }
 
-  /** Runs `operation` after any unfinished operation on the same key. */
   /**
    * Runs a read-modify-write of one key after the previous one on that key has handed its write
    * to the engine (not after it is durable: the engine shows a write to reads at the call, so a
@@ -633,8 +632,10 @@ export class KvService implements KeyValueStore {
    * Holds the key's place in line while `result` is still reading (a Promise that resolves once
    * the write is issued) and returns what the caller awaits: the outcome once it is durable.
    */
-  private track<T>(engineKey: Buffer, result: MaybePromise<Result<T> | Issued<Result<T>>>, lockKey = engineKey.toString('latin1')): MaybePromise<Result<T>> {
+  private track<T>(engineKey: Buffer, result: MaybePromise<Result<T> | Issued<Result<T>>>, knownLockKey?: string): MaybePromise<Result<T>> {
     if (!(result instanceof Promise)) return result instanceof Issued ? result.settled : result;
+    // Made only here: an operation that finished at once (the memory engine, a cached read) needs no lock key.
+    const lockKey = knownLockKey ?? engineKey.toString('latin1');
     const turn = result.then(() => undefined);
     this.inFlight.set(lockKey, turn);
     const release = (): void => {

@@ -34,6 +34,20 @@ class CountingRandom implements Random {
 }
 
 describe('memory engine', () => {
+  it('memory engine: a key buffer changed in place between calls is read as its new bytes (the key string is reused only for the same bytes)', () => {
+    const engine = new MemoryEngine();
+    const key = Buffer.from('aa');
+    engine.put(key, text('first'));
+    assert.equal(Buffer.from(engine.get(key) as Uint8Array).toString(), 'first');
+    key[0] = 0x62; // now 'ba'
+    assert.equal(engine.get(key), undefined);
+    engine.put(key, text('second'));
+    key[1] = 0x62; // now 'bb'
+    engine.delete(key);
+    assert.equal(Buffer.from(engine.get(Buffer.from('aa')) as Uint8Array).toString(), 'first');
+    assert.equal(Buffer.from(engine.get(Buffer.from('ba')) as Uint8Array).toString(), 'second');
+    assert.equal(engine.stats().keyCount, 2);
+  });
   it('memory engine: point ops: get, put, delete and batch return plain values, not Promises', () => {
     const engine = new MemoryEngine();
     const putResult: unknown = engine.put(text('k'), text('v'));

@@ -57,6 +57,9 @@ export class MemoryEngine implements Engine {
   private readonly scanChunkEntries: number;
   /** Scans that have started and not finished: writes record pre-images for them. */
   private readonly scansOpen = new Set<ScanSnapshot>();
+  /** The key last converted by keyString, and its string. */
+  private lastKey: Uint8Array | undefined;
+  private lastKeyString = '';
   /** Sum of key and value lengths of live entries. */
   private sizeBytes = 0;
   private closed = false;
@@ -79,20 +82,34 @@ export class MemoryEngine implements Engine {
   get(key: Uint8Array): Uint8Array | undefined {
     this.checkOpen();
     assert(key instanceof Uint8Array, 'get: key must be a Uint8Array');
-    const value = this.values.get(latin1FromBytes(key));
+    const value = this.values.get(this.keyString(key));
     return value === undefined ? undefined : Buffer.from(value, 'latin1');
   }
 
   put(key: Uint8Array, value: Uint8Array): void {
     this.checkOpen();
     assert(key instanceof Uint8Array && value instanceof Uint8Array, 'put: key and value must be Uint8Arrays');
-    this.putString(latin1FromBytes(key), key.length, value);
+    this.putString(this.keyString(key), key.length, value);
   }
 
   delete(key: Uint8Array): void {
     this.checkOpen();
     assert(key instanceof Uint8Array, 'delete: key must be a Uint8Array');
-    this.deleteString(latin1FromBytes(key));
+    this.deleteString(this.keyString(key));
+  }
+
+  /**
+   * The latin1 string of a key. A read-modify-write (every versioned write) hands the same key
+   * to get and then to put: the string made for the get serves the put, once its bytes are
+   * checked to be still the same, and V8 has already hashed it for the Map.
+   */
+  private keyString(key: Uint8Array): string {
+    const last = this.lastKeyString;
+    if (key === this.lastKey && sameLatin1(key, last)) return last;
+    const made = latin1FromBytes(key);
+    this.lastKey = key;
+    this.lastKeyString = made;
+    return made;
   }
 
   deleteRange(range: KeyRange): void {
@@ -148,6 +165,7 @@ export class MemoryEngine implements Engine {
   close(): Promise<void> {
     if (!this.closed) {
       this.closed = true;
+      this.lastKey = undefined;
       this.values.clear();
       this.keysOrdered.clear();
       this.scansOpen.clear();
@@ -300,6 +318,12 @@ function checkBatchOperation(operation: BatchOperation): void {
 }
 
 /** The latin1 string of `bytes`: one UTF-16 unit per byte, so string order is byte order. */
+function sameLatin1(bytes: Uint8Array, text: string): boolean {
+  if (bytes.length !== text.length) return false;
+  for (let index = 0; index < bytes.length; index++) if (bytes[index] !== text.charCodeAt(index)) return false;
+  return true;
+}
+
 function latin1FromBytes(bytes: Uint8Array): string {
   if (Buffer.isBuffer(bytes)) return bytes.toString('latin1');
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
